@@ -1,0 +1,23 @@
+"""Errors raised for bad data and bad configuration, before any work is done."""
+
+from __future__ import annotations
+
+
+class ForecastError(ValueError):
+    """Base class for errors a user can fix by changing their input."""
+
+
+class DataValidationError(ForecastError):
+    """The data does not meet what the pipeline needs.
+
+    The message names the column, the series and the first offending rows or
+    timestamps, and says what was expected.
+    """
+
+
+class ConfigError(ForecastError):
+    """A configuration value or function argument is out of its allowed range.
+
+    The message names the field and the allowed values, and echoes what was
+    received, in the style of Keras: ``"`lookback` must be >= 1. Received: lookback=0"``.
+    """
