@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+# Tests run from a temporary directory (see `_isolated_mlflow`); reach repo files through this.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -26,4 +30,7 @@ def _isolated_mlflow(tmp_path, monkeypatch):
     store.mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{store / 'mlflow.db'}")
+    # MLflow puts artifacts under ./mlruns relative to the working directory even with a
+    # SQLite store, so every test runs from its own temporary directory.
+    monkeypatch.chdir(tmp_path)
     yield
