@@ -1,0 +1,178 @@
+"""Training: early stopping, learning-rate schedule on plateau, checkpoints, resume, seeds."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from forecast._config_utils import check_keys
+from pipelines.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fit a compiled model.
+
+    Args:
+        epochs: upper bound on epochs; early stopping usually ends sooner.
+        batch_size: windows per batch (used by the caller that builds the datasets).
+        patience: epochs without validation improvement before stopping; the best
+            weights are restored.
+        reduce_lr_patience: epochs without improvement before the learning rate is cut.
+        reduce_lr_factor: factor applied to the learning rate on a plateau.
+        min_lr: floor for the learning rate.
+        seed: seeds Python, NumPy, TensorFlow and the shuffle order.
+        deterministic: turn on TensorFlow's deterministic kernels so the same config
+            gives the same metrics on CPU.
+        verbose: "auto" shows a progress bar on a terminal and stays quiet otherwise;
+            0, 1 or 2 as in `keras.Model.fit`.
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    patience: int = 5
+    reduce_lr_patience: int = 2
+    reduce_lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    seed: int = 0
+    deterministic: bool = True
+    verbose: str | int = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+        for name in ("patience", "reduce_lr_patience", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}")
+        if not 0.0 < self.reduce_lr_factor < 1.0:
+            raise ConfigError(
+                "`reduce_lr_factor` must be in (0, 1). "
+                f"Received: reduce_lr_factor={self.reduce_lr_factor!r}"
+            )
+        if self.min_lr < 0:
+            raise ConfigError(f"`min_lr` must be >= 0. Received: min_lr={self.min_lr!r}")
+        if self.verbose not in ("auto", 0, 1, 2):
+            raise ConfigError(
+                f"`verbose` must be one of 'auto', 0, 1, 2. Received: verbose={self.verbose!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        check_keys(d, cls, "training")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a fit produced: the per-epoch history and where it stopped."""
+
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    """Seed every generator a training run touches, and ask TF for deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        # Global and sticky for the process; it costs little on CPU and makes reruns equal.
+        tf.config.experimental.enable_op_determinism()
+
+
+def _verbosity(verbose: str | int) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 0
+    return int(verbose)
+
+
+def fit(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    val_data: tf.data.Dataset,
+    *,
+    config: TrainConfig,
+    checkpoint_dir: str | Path | None = None,
+    callbacks: list[keras.callbacks.Callback] | tuple = (),
+) -> TrainResult:
+    """Fit a compiled model with early stopping, LR reduction, checkpoints and resume.
+
+    When `checkpoint_dir` is given, the model is saved after every epoch
+    (`last.keras`), the best one is kept (`best.keras`), and a backup of the training
+    state lets a run that was killed resume from its last finished epoch when `fit` is
+    called again with the same directory.
+
+    Args:
+        model: a compiled `keras.Model`.
+        train_data: batches of `(inputs, target)`.
+        val_data: validation batches, used for early stopping and checkpoints.
+        config: epochs, patience, seed and verbosity.
+        checkpoint_dir: where checkpoints and the resume backup live; None for none.
+        callbacks: extra callbacks, such as an MLflow logger.
+
+    Returns:
+        The history and the epoch whose weights were restored.
+    """
+    if getattr(model, "optimizer", None) is None or not model.compiled:
+        raise ConfigError("`model` must be compiled before `fit`. Received an uncompiled model.")
+    cbs: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=config.reduce_lr_factor,
+            patience=config.reduce_lr_patience,
+            min_lr=config.min_lr,
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        cbs += [
+            # BackupAndRestore must come first among the stateful callbacks so that the
+            # epoch counter is restored before anything else runs.
+            keras.callbacks.BackupAndRestore(str(ckpt / "backup"), delete_checkpoint=True),
+            keras.callbacks.ModelCheckpoint(str(ckpt / "last.keras")),
+            keras.callbacks.ModelCheckpoint(
+                str(ckpt / "best.keras"), monitor="val_loss", save_best_only=True
+            ),
+        ]
+    cbs += list(callbacks)
+    history = model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        callbacks=cbs,
+        verbose=_verbosity(config.verbose),
+        shuffle=False,  # datasets arrive shuffled with their own seed
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    val = hist.get("val_loss", [])
+    if any(v != v for v in val):  # NaN
+        raise FloatingPointError(
+            "Validation loss became NaN during training; lower the learning rate or "
+            "check the scaled inputs for extreme values."
+        )
+    best = int(min(range(len(val)), key=val.__getitem__)) if val else len(hist.get("loss", [])) - 1
+    return TrainResult(
+        history=hist,
+        epochs_run=len(hist.get("loss", [])),
+        best_epoch=best,
+        best_val_loss=float(val[best]) if val else float("nan"),
+    )
