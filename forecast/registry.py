@@ -1,0 +1,180 @@
+"""Model registry: register each trained model, move the champion alias only when it wins."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from pipelines.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# MLflow's alias rules (mlflow/utils/validation.py): "latest" and "v<digits>" are reserved.
+_ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What `register_and_promote` did.
+
+    Attributes:
+        version: the newly registered version.
+        promoted: whether the alias now points at ``version``.
+        previous_version: the version holding the alias before, None if none did.
+        previous_metric: that version's recorded metric, None if none or unrecorded.
+        message: one sentence saying what happened, with the numbers.
+    """
+
+    version: int
+    promoted: bool
+    previous_version: int | None
+    previous_metric: float | None
+    message: str
+
+
+def register_and_promote(
+    model_uri: str,
+    *,
+    name: str,
+    candidate_metric: float,
+    metric_name: str = "val_mase",
+    alias: str = "champion",
+    higher_is_better: bool = False,
+    client: MlflowClient | None = None,
+) -> PromotionResult:
+    """Register a model version and give it ``alias`` only if its metric beats the holder's.
+
+    The metric is stored on the new version as tag ``metric_name``, which is where the next
+    call reads the champion's score from. A tie keeps the current champion. A champion
+    without that tag (promoted by hand, or scored with another metric) is not replaced
+    automatically: the message says so and the alias stays.
+
+    Args:
+        model_uri: a logged model (``models:/m-...``, ``runs:/<run_id>/<name>``) or artifact URI.
+        name: registered model name; created on first use.
+        candidate_metric: the new version's score on ``metric_name``.
+        metric_name: score used for the comparison, also the version tag key.
+        alias: the alias to move; serving loads ``models:/<name>@<alias>``.
+        higher_is_better: True for scores such as accuracy; False for errors such as MASE.
+        client: registry client for the alias operations; defaults to ``MlflowClient()``.
+            Registration goes through ``mlflow.register_model``, so it must use the same
+            registry URI.
+
+    Returns:
+        A `PromotionResult`.
+
+    Raises:
+        ConfigError: ``candidate_metric`` is not finite, or ``name``/``alias``/``metric_name``
+            is not valid (checked before anything is registered).
+    """
+    _check_arguments(name=name, alias=alias, metric_name=metric_name, metric=candidate_metric)
+    client = client or MlflowClient()
+    candidate = float(candidate_metric)
+    registered = mlflow.register_model(model_uri, name, tags={metric_name: repr(candidate)})
+    version = int(registered.version)
+
+    holder = client.get_registered_model(name).aliases.get(alias)
+    previous_version = int(holder) if holder is not None else None
+    previous_metric = None
+    direction = "higher" if higher_is_better else "lower"
+    new = f"{metric_name}={candidate:.6g}"
+    if previous_version is None:
+        promoted = True
+        reason = f"no version held @{alias} before ({new})"
+    else:
+        previous_metric = _recorded_metric(client, name, previous_version, metric_name)
+        if previous_metric is None:
+            promoted = False
+            reason = (
+                f"the current @{alias}, version {previous_version}, has no {metric_name!r} tag "
+                f"to compare with ({new}); set that tag or move the alias by hand"
+            )
+        else:
+            old = f"version {previous_version}'s {previous_metric:.6g}"
+            promoted = (
+                candidate > previous_metric if higher_is_better else candidate < previous_metric
+            )
+            verb = "beats" if promoted else "does not beat"
+            reason = f"{new} {verb} {old} ({direction} is better)"
+
+    if promoted:
+        client.set_registered_model_alias(name, alias, str(version))
+        message = f"Version {version} of {name!r} is now @{alias}: {reason}."
+    else:
+        message = f"Version {version} of {name!r} was registered but not promoted: {reason}."
+    logger.info(message)
+    return PromotionResult(
+        version=version,
+        promoted=promoted,
+        previous_version=previous_version,
+        previous_metric=previous_metric,
+        message=message,
+    )
+
+
+def load_alias_version(
+    name: str, alias: str = "champion", *, client: MlflowClient | None = None
+) -> ModelVersion:
+    """Return the version of registered model ``name`` that holds ``alias``.
+
+    Its model loads with ``mlflow.pyfunc.load_model(f"models:/{name}@{alias}")``.
+
+    Raises:
+        ConfigError: the registered model does not exist or no version holds ``alias``;
+            the message lists the aliases that do exist.
+    """
+    client = client or MlflowClient()
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as exc:
+        if exc.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            raise
+        raise ConfigError(f"No registered model is named {name!r}.") from None
+    if alias not in aliases:
+        raise ConfigError(
+            f"Registered model {name!r} has no alias {alias!r}; its aliases are {sorted(aliases)}."
+        )
+    return client.get_model_version(name, str(aliases[alias]))
+
+
+def _recorded_metric(client: MlflowClient, name: str, version: int, key: str) -> float | None:
+    tag = client.get_model_version(name, str(version)).tags.get(key)
+    try:
+        value = float(tag) if tag is not None else None
+    except ValueError:
+        logger.warning("Version %s of %r has a non-numeric %r tag: %r", version, name, key, tag)
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _check_arguments(*, name: str, alias: str, metric_name: str, metric: float) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"`name` must be a non-empty model name. Received: name={name!r}")
+    if not isinstance(alias, str) or not _ALIAS_PATTERN.match(alias):
+        raise ConfigError(
+            f"`alias` may only contain letters, digits, '_' and '-'. Received: alias={alias!r}"
+        )
+    if _RESERVED_ALIAS.match(alias):
+        raise ConfigError(
+            f"`alias` must not be 'latest' or 'v<number>' (MLflow reserves them). "
+            f"Received: alias={alias!r}"
+        )
+    if not isinstance(metric_name, str) or not metric_name:
+        raise ConfigError(f"`metric_name` must be a non-empty string. Received: {metric_name!r}")
+    try:
+        finite = math.isfinite(float(metric))
+    except (TypeError, ValueError):
+        finite = False
+    if not finite:
+        raise ConfigError(
+            f"`candidate_metric` must be a finite number. Received: candidate_metric={metric!r}"
+        )
