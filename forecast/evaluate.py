@@ -1,0 +1,114 @@
+"""Score a model and the baselines on the same windows, in original units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from forecast.baselines import make_baseline
+from forecast.metrics import evaluate, evaluate_by_step
+from forecast.prepare import Prepared
+from pipelines.errors import DataValidationError
+from pipelines.window import Windows
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """Forecasts for a set of windows in original units."""
+
+    point: np.ndarray  # (N, H, T)
+    quantiles: np.ndarray | None  # (N, H, T, Q) or None
+    levels: tuple[float, ...]
+
+
+def predict_windows(
+    model: keras.Model, windows: Windows, *, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scaled model outputs for every window, predicted in batches."""
+    out = model.predict(windows.inputs(), batch_size=batch_size, verbose=0)
+    if isinstance(out, dict):
+        return np.asarray(out["forecast"]), np.asarray(out["quantiles"])
+    return np.asarray(out), None
+
+
+def model_forecasts(
+    model: keras.Model, prepared: Prepared, part: str, *, batch_size: int = 1024
+) -> Forecasts:
+    """The model's forecasts for the windows of `part`, in original units."""
+    windows = prepared.windows[part]
+    point, quantiles = predict_windows(model, windows, batch_size=batch_size)
+    levels = tuple(getattr(getattr(model, "spec", None), "quantiles", ()) or ())
+    point = prepared.to_original(point, windows)
+    if not np.isfinite(point).all():
+        raise DataValidationError(
+            f"The model produced {int((~np.isfinite(point)).sum())} non-finite forecasts on "
+            f"the {part} part; training diverged (lower the learning rate)."
+        )
+    if quantiles is not None:
+        quantiles = prepared.to_original(quantiles, windows)
+    return Forecasts(point=point, quantiles=quantiles, levels=levels)
+
+
+def baseline_forecasts(
+    prepared: Prepared, part: str, names: tuple[str, ...] | list[str]
+) -> dict[str, np.ndarray]:
+    """Each baseline's forecasts for the windows of `part`, fitted on training windows."""
+    train, windows = prepared.windows["train"], prepared.windows[part]
+    horizon, n_targets = windows.spec.horizon, windows.n_targets
+    out = {}
+    for name in names:
+        kwargs: dict[str, Any] = {"horizon": horizon, "n_targets": n_targets}
+        if name == "seasonal_naive":
+            kwargs["season"] = prepared.season
+        baseline = make_baseline(name, **kwargs)
+        baseline.fit(train.past, train.target, train.mask)
+        scaled = baseline.predict(windows.past, windows.mask)
+        out[name] = prepared.to_original(scaled, windows)
+    return out
+
+
+def score(
+    prepared: Prepared,
+    part: str,
+    forecasts: Forecasts,
+    baselines: dict[str, np.ndarray],
+    *,
+    directional: bool = False,
+) -> pd.DataFrame:
+    """Tidy table: one row per (model, metric) on `part`, the model first."""
+    windows = prepared.windows[part]
+    y = prepared.y_true(part)
+    scale = prepared.scale_for(windows)
+    rows = []
+    model_metrics = evaluate(
+        y,
+        forecasts.point,
+        scale=scale,
+        quantiles=forecasts.levels or None,
+        q_pred=forecasts.quantiles,
+        directional=directional,
+    )
+    rows += [("model", k, v) for k, v in model_metrics.items()]
+    for name, pred in baselines.items():
+        metrics = evaluate(y, pred, scale=scale, directional=directional)
+        rows += [(name, k, v) for k, v in metrics.items()]
+    return pd.DataFrame(rows, columns=["model", "metric", "value"])
+
+
+def per_step(prepared: Prepared, part: str, forecasts: Forecasts) -> pd.DataFrame:
+    """Model metrics per horizon step (step x metric)."""
+    windows = prepared.windows[part]
+    return evaluate_by_step(
+        prepared.y_true(part), forecasts.point, scale=prepared.scale_for(windows)
+    )
+
+
+def wide(table: pd.DataFrame) -> pd.DataFrame:
+    """The tidy score table as model x metric."""
+    out = table.pivot(index="model", columns="metric", values="value")
+    order = ["model", *[m for m in out.index if m != "model"]]
+    return out.loc[order]
