@@ -131,11 +131,25 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    """Rolling-origin backtest: folds, how the training window moves, and the step."""
+    """Rolling-origin backtest.
+
+    Args:
+        folds: number of forecast origins.
+        window: ``expanding`` (train from the start) or ``sliding`` (fixed-length training).
+        step: steps between origins; None uses `test_steps`.
+        test_steps: steps scored after each origin; None uses 4 horizons.
+        validation_steps: steps before each origin held out for early stopping; None uses
+            `test_steps`.
+        min_train: training steps of the first fold (of every fold when sliding); None
+            uses a third of the data.
+    """
 
     folds: int = 3
     window: str = "expanding"
     step: int | None = None
+    test_steps: int | None = None
+    validation_steps: int | None = None
+    min_train: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.folds, int) or isinstance(self.folds, bool) or self.folds < 1:
@@ -147,6 +161,14 @@ class BacktestConfig:
                 "`backtest.window` must be one of ['expanding', 'sliding']. "
                 f"Received: window={self.window!r}"
             )
+        for name in ("step", "test_steps", "validation_steps", "min_train"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(
+                    f"`backtest.{name}` must be an integer >= 1 or null. Received: {value!r}"
+                )
 
 
 @dataclass(frozen=True)
