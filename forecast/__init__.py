@@ -1,8 +1,19 @@
-"""Recurrent forecasting models, training, evaluation, MLflow tracking and serving."""
+"""Recurrent forecasting models, training, evaluation, MLflow tracking and serving.
+
+The public API is re-exported here; heavy modules load on first use, so the command
+line starts fast.
+
+Example:
+    >>> from forecast import load_config, train_job
+    >>> outcome = train_job(load_config("configs/elecdemand.yaml"))
+    >>> outcome.table("test")          # model next to naive and seasonal-naive baselines
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+from typing import Any
 
 if importlib.util.find_spec("tensorflow") is None:  # pragma: no cover - install-time problem
     raise ImportError(
@@ -12,4 +23,49 @@ if importlib.util.find_spec("tensorflow") is None:  # pragma: no cover - install
     )
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+_EXPORTS = {
+    "ForecastConfig": "forecast.config",
+    "load_config": "forecast.config",
+    "apply_overrides": "forecast.config",
+    "prepare": "forecast.prepare",
+    "load_source": "forecast.prepare",
+    "Prepared": "forecast.prepare",
+    "train_model": "forecast.fitting",
+    "train_job": "forecast.jobs",
+    "TrainOutcome": "forecast.jobs",
+    "verdict": "forecast.jobs",
+    "run_backtest": "forecast.backtest",
+    "BacktestResult": "forecast.backtest",
+    "Forecaster": "forecast.forecaster",
+    "PipelineState": "forecast.forecaster",
+    "model_forecasts": "forecast.evaluate",
+    "baseline_forecasts": "forecast.evaluate",
+    "score": "forecast.evaluate",
+    "per_step": "forecast.evaluate",
+    "ModelSpec": "forecast.models",
+    "OptimizerSpec": "forecast.models",
+    "build_model": "forecast.models",
+    "compile_model": "forecast.models",
+    "to_streaming": "forecast.models",
+    "TrainConfig": "forecast.train",
+    "fit": "forecast.train",
+    "evaluate": "forecast.metrics",
+    "make_baseline": "forecast.baselines",
+    "register_and_promote": "forecast.registry",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'forecast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
