@@ -20,6 +20,5 @@ def check_keys(d: Any, cls: type, section: str) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"Unknown key '{section}.{key}'.{hint} Allowed keys: {sorted(allowed)}"
-            )
+            where = str(key) if section == "config" else f"{section}.{key}"
+            raise ConfigError(f"Unknown key '{where}'.{hint} Allowed keys: {sorted(allowed)}")

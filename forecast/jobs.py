@@ -45,6 +45,7 @@ class TrainOutcome:
     """What a train job produced."""
 
     run_id: str
+    config: ForecastConfig
     fitted: Fitted
     prepared: Prepared
     scores: pd.DataFrame  # tidy: part, model, metric, value
@@ -185,6 +186,7 @@ def train_job(
         model_uri, promotion = _log_model(fitted, config, flat, register=register)
         return TrainOutcome(
             run_id=run.info.run_id,
+            config=config,
             fitted=fitted,
             prepared=prepared,
             scores=scores,

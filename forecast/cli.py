@@ -1,0 +1,300 @@
+"""The `forecast` command: train, backtest, predict, datasets and the demo job.
+
+Exit codes: 0 success, 2 bad config or input (a message, no traceback), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("forecast")
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with the command line or files the user named (exit code 2)."""
+
+
+def _examples(text: str) -> str:
+    return "example:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forecast",
+        description="Train, backtest and run recurrent forecasting models tracked in MLflow.",
+        epilog=_examples(
+            """
+            forecast datasets
+            forecast train configs/elecdemand.yaml --set training.epochs=5
+            forecast backtest configs/sunspots.yaml --folds 4
+            forecast predict --model models:/elecdemand@champion --input history.csv \\
+                --output forecasts.parquet
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=_examples(example),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return p
+
+    overrides = {
+        "action": "append",
+        "default": [],
+        "metavar": "KEY=VALUE",
+        "help": "override a config field, e.g. training.epochs=3 (repeatable)",
+    }
+    p = add(
+        "train",
+        "Train a model, score it against baselines, log it to MLflow, register and promote it.",
+        "forecast train configs/sp500.yaml --set training.epochs=3 --set data.last_n=3000",
+    )
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", **overrides)
+    p.add_argument(
+        "--no-register", action="store_true", help="log the model but do not register it"
+    )
+
+    p = add(
+        "backtest",
+        "Rolling-origin backtest: refit scaler and model per fold, score every fold.",
+        "forecast backtest configs/sunspots.yaml --folds 3 --set training.epochs=5",
+    )
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--folds", type=int, help="number of origins (overrides backtest.folds)")
+    p.add_argument("--set", dest="overrides", **overrides)
+    p.add_argument("--output", help="write the per-fold table here (CSV or Parquet)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    p = add(
+        "predict",
+        "Forecast from raw history with a logged or registered model.",
+        "forecast predict --model models:/elecdemand@champion --input history.parquet "
+        "--output forecasts.csv",
+    )
+    p.add_argument("--model", required=True, help="MLflow model URI or a saved forecaster dir")
+    p.add_argument("--input", required=True, help="history rows: CSV or Parquet")
+    p.add_argument("--output", required=True, help="forecast rows: CSV or Parquet")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    add("datasets", "List the bundled real datasets.", "forecast datasets")
+
+    p = add(
+        "demo",
+        "The main job on bundled data: train sp500 and elecdemand, promote, predict, plot.",
+        "forecast demo --outputs outputs",
+    )
+    p.add_argument("--outputs", default="outputs", help="folder for forecasts and plots")
+    p.add_argument("--configs", default=None, help="folder holding sp500.yaml, elecdemand.yaml")
+    p.add_argument("--set", dest="overrides", **overrides)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    if verbose < 2:
+        for noisy in ("mlflow", "alembic", "urllib3", "absl", "tensorflow", "matplotlib"):
+            logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if quiet:
+        logging.getLogger("forecast").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("forecast: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as err:  # the one place errors become exit codes
+        from pipelines.errors import ForecastError
+
+        if isinstance(err, ForecastError | UsageError):
+            print(f"forecast: error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        bad_input = _mlflow_bad_input(err)
+        if bad_input is not None:
+            print(f"forecast: error: {bad_input}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        log.exception("forecast: failed: %s", err)
+        return EXIT_ERROR
+
+
+def _mlflow_bad_input(err: Exception) -> str | None:
+    """MLflow errors that mean 'the thing you named does not exist or is invalid'."""
+    try:
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(err, MlflowException) and err.error_code in (
+        "RESOURCE_DOES_NOT_EXIST",
+        "INVALID_PARAMETER_VALUE",
+        "BAD_REQUEST",
+        "NOT_FOUND",
+    ):
+        return err.message
+    return None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "datasets":
+        return _datasets()
+    if args.command == "train":
+        return _train(args)
+    if args.command == "backtest":
+        return _backtest(args)
+    if args.command == "predict":
+        return _predict(args)
+    if args.command == "demo":
+        from forecast.demo import run_demo
+
+        return run_demo(outputs=args.outputs, configs=args.configs, overrides=args.overrides)
+    raise UsageError(f"unknown command {args.command!r}")  # argparse prevents this
+
+
+def _datasets() -> int:
+    from pipelines import datasets
+
+    for name in datasets.names():
+        ds = datasets.load(name)
+        first = ds.frame[ds.schema.time_col].min()
+        last = ds.frame[ds.schema.time_col].max()
+        n_series = ds.frame[ds.schema.id_col].nunique() if ds.schema.id_col else 1
+        print(
+            f"{name:15s} {len(ds.frame):>6d} rows  {n_series} series  {first} .. {last}  "
+            f"targets={list(ds.schema.targets)}  ({ds.source})"
+        )
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from forecast.config import load_config
+    from forecast.jobs import train_job
+
+    config = load_config(args.config, tuple(args.overrides))
+    outcome = train_job(config, register=False if args.no_register else None)
+    print(report(outcome))
+    return EXIT_OK
+
+
+def report(outcome: Any) -> str:
+    """What a train job tells the user: scores beside baselines, verdict, where it went."""
+    table = outcome.table("test")
+    cols = [c for c in ("mase", "mae", "rmse", "smape", "coverage_80", "width_80") if c in table]
+    lines = [
+        f"Test scores (original units), run {outcome.run_id}:",
+        table[cols].to_string(float_format=lambda v: f"{v:.4f}"),
+        outcome.verdict("test"),
+        f"model: {outcome.model_uri}",
+    ]
+    if outcome.promotion is not None:
+        lines.append(outcome.promotion.message)
+    return "\n".join(lines)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from forecast.backtest import run_backtest
+    from forecast.config import load_config
+
+    out = _check_output(args.output, args.overwrite) if args.output else None
+    if args.folds is not None and args.folds < 1:
+        raise UsageError(f"--folds must be >= 1. Received: {args.folds}")
+    config = load_config(args.config, tuple(args.overrides))
+    result = run_backtest(config, folds=args.folds)
+    mean = result.table("mean")
+    print(f"Backtest over {result.folds['fold'].nunique()} folds, run {result.run_id}:")
+    print(mean.to_string(float_format=lambda v: f"{v:.4f}"))
+    if out is not None:
+        write_table(result.folds, out, overwrite=args.overwrite)
+        print(f"per-fold table: {out}")
+    return EXIT_OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from forecast.predict import load_model, predict_frame
+
+    out = _check_output(args.output, args.overwrite)
+    history = read_table(args.input)
+    model = load_model(args.model)
+    forecasts = predict_frame(model, history)
+    write_table(forecasts, out, overwrite=args.overwrite)
+    n_series = forecasts["series"].nunique() if "series" in forecasts else 0
+    print(f"wrote {len(forecasts)} forecast rows for {n_series} series to {out}")
+    return EXIT_OK
+
+
+_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _format(path: Path) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"{str(path)!r}: unsupported file type {path.suffix!r}; use one of {sorted(_FORMATS)}"
+        )
+    return fmt
+
+
+def _check_output(path: str, overwrite: bool) -> Path:
+    out = Path(path)
+    _format(out)
+    if out.exists() and not overwrite:
+        raise UsageError(f"{path!r} exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise UsageError(f"output folder {str(out.parent)!r} does not exist")
+    return out
+
+
+def read_table(path: str) -> Any:
+    from pipelines.sources import read_frame
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"input file {path!r} not found")
+    _format(p)
+    return read_frame(p)
+
+
+def write_table(frame: Any, path: Path, *, overwrite: bool = False) -> Path:
+    """Write CSV or Parquet atomically: a temporary file in the same folder, then rename."""
+    fmt = _format(path)
+    if path.exists() and not overwrite:
+        raise UsageError(f"{str(path)!r} exists; pass --overwrite to replace it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

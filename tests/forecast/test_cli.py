@@ -1,0 +1,202 @@
+"""The `forecast` command driven as a user would: subprocesses, exit codes, files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+SMALL = {
+    "name": "cli_sunspots",
+    "data": {"dataset": "sunspots", "last_n": 360},
+    "split": {"validation": 0.2, "test": 0.2},
+    "window": {"lookback": 24, "horizon": 6},
+    "model": {"cell": "gru", "units": [4]},
+    "training": {"epochs": 1, "batch_size": 64, "verbose": 0},
+    "evaluation": {"season": 12},
+    "backtest": {"folds": 2, "test_steps": 12, "min_train": 120},
+}
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, "-m", "forecast", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def small_config(tmp_path: Path) -> Path:
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    return path
+
+
+def test_help_for_every_command_has_an_example(tmp_path):
+    top = run_cli("--help", cwd=tmp_path)
+    assert top.returncode == 0
+    for command in ("train", "backtest", "predict", "datasets", "demo"):
+        assert command in top.stdout
+        res = run_cli(command, "--help", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert "example:" in res.stdout and f"forecast {command}" in res.stdout
+
+
+def test_datasets_lists_the_bundled_data(tmp_path):
+    res = run_cli("datasets", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for name in ("sp500", "eustockmarkets", "elecdemand", "sunspots"):
+        assert name in res.stdout
+    assert "17520 rows" in res.stdout  # elecdemand: a year of half-hours
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, ("train", "missing.yaml"), "Config file not found: 'missing.yaml'"),
+        (
+            {
+                "name": "x",
+                "data": {"dataset": "sunspots"},
+                "window": {"lookback": 4, "horizon": 2},
+                "modle": {},
+            },
+            ("train", "cfg.yaml"),
+            "Unknown key 'modle'. Did you mean 'model'?",
+        ),
+        (
+            SMALL,
+            ("train", "cfg.yaml", "--set", "model.cell=lstmm"),
+            "`cell` must be one of",
+        ),
+        (
+            SMALL,
+            ("train", "cfg.yaml", "--set", "training.epochs=0"),
+            "`epochs` must be an integer >= 1. Received: epochs=0",
+        ),
+        (
+            SMALL,
+            ("train", "cfg.yaml", "--set", "data.dataset=sunspot"),
+            "Did you mean 'sunspots'?",
+        ),
+        (SMALL, ("backtest", "cfg.yaml", "--folds", "0"), "--folds must be >= 1"),
+        (
+            None,
+            ("predict", "--model", "nowhere", "--input", "in.csv", "--output", "out.csv"),
+            "input file 'in.csv' not found",
+        ),
+        (
+            None,
+            ("predict", "--model", "nowhere", "--input", "cfg.yaml", "--output", "out.txt"),
+            "unsupported file type '.txt'",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path, setup, args, message):
+    if setup is not None:
+        (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(setup))
+    else:
+        (tmp_path / "cfg.yaml").write_text("name: x\n")
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    (tmp_path / "history.csv").write_text("timestamp,value\n2020-01-01,1\n")
+    out = tmp_path / "out.csv"
+    out.write_text("keep me\n")
+    res = run_cli(
+        "predict", "--model", "x", "--input", "history.csv", "--output", "out.csv", cwd=tmp_path
+    )
+    assert res.returncode == 2
+    assert "exists; pass --overwrite" in res.stderr
+    assert out.read_text() == "keep me\n"
+
+
+@pytest.mark.slow
+def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = run_cli(
+        "train", str(small_config), "--set", f"tracking.tracking_uri={store}", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    assert "naive" in res.stdout and "mase" in res.stdout
+    assert "became champion" in res.stdout or "champion" in res.stdout
+    assert (tmp_path / "mlruns").exists()  # artifacts stay in the job's working directory
+
+    from pipelines import datasets
+
+    history = datasets.load("sunspots").frame.tail(120)
+    history.to_csv(tmp_path / "history.csv", index=False)
+    env_uri = {"MLFLOW_TRACKING_URI": store}
+    os.environ.update(env_uri)
+    out = tmp_path / "forecast.parquet"
+    args = ("predict", "--model", "models:/cli_sunspots@champion", "--input", "history.csv")
+    res = run_cli(*args, "--output", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    forecasts = pd.read_parquet(out)
+    assert list(forecasts["step"]) == [1, 2, 3, 4, 5, 6]
+    assert forecasts["forecast"].notna().all()
+    expected_first = pd.Timestamp(history["timestamp"].iloc[-1]) + pd.offsets.MonthBegin(1)
+    assert pd.Timestamp(forecasts["timestamp"].iloc[0]) == expected_first
+
+    # Same model again: refuses to overwrite, then replaces with --overwrite.
+    before = out.read_bytes()
+    res = run_cli(*args, "--output", str(out), cwd=tmp_path)
+    assert res.returncode == 2 and "--overwrite" in res.stderr
+    assert out.read_bytes() == before
+    res = run_cli(*args, "--output", str(out), "--overwrite", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out), forecasts)
+
+    # Too-short history: exit 2 and the message says how many rows are needed.
+    history.tail(10).to_csv(tmp_path / "short.csv", index=False)
+    res = run_cli(
+        "predict",
+        "--model",
+        "models:/cli_sunspots@champion",
+        "--input",
+        "short.csv",
+        "--output",
+        "short_out.csv",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "needs at least 24 rows" in res.stderr
+    assert not (tmp_path / "short_out.csv").exists()
+
+
+@pytest.mark.slow
+def test_backtest_writes_a_fold_table(tmp_path, small_config):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = run_cli(
+        "backtest",
+        str(small_config),
+        "--folds",
+        "2",
+        "--output",
+        "folds.csv",
+        "--set",
+        f"tracking.tracking_uri={store}",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(tmp_path / "folds.csv")
+    assert sorted(table["fold"].unique()) == [0, 1]
+    assert {"model", "naive", "seasonal_naive"} <= set(table["model"])
+    assert "Backtest over 2 folds" in res.stdout
