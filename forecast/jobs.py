@@ -167,8 +167,10 @@ def train_job(
             prepared.frame,
             name=config.data.dataset or Path(str(config.data.path)).name,
             targets=list(prepared.schema.targets),
-            source=source.description if config.data.dataset else str(config.data.path),
+            # A local path is a source MLflow understands; a bundled dataset is named in a tag.
+            source=source.origin if config.data.path else None,
         )
+        mlflow.set_tag("forecast.data_source", source.origin)
         mlflow.log_params(
             {
                 "data.freq": prepared.freq,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ class Source:
     schema: SeriesSchema
     policy: ValidationPolicy
     description: str
+    origin: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,16 +93,18 @@ def load_source(data: DataConfig) -> Source:
     if data.dataset is not None:
         ds = datasets.load(data.dataset)
         frame, schema, policy, description = ds.frame, ds.schema, ds.policy, ds.description
+        origin = ds.source
     else:
         schema = SeriesSchema.from_dict(dict(data.schema))
         frame = read_frame(data.path, schema=schema)
         policy, description = ValidationPolicy(), f"file {data.path}"
+        origin = str(Path(data.path).resolve())
     if data.dataset is not None and data.schema:
         schema = SeriesSchema.from_dict({**schema.to_dict(), **data.schema})
     if data.validation:
         policy = ValidationPolicy.from_dict({**policy.to_dict(), **data.validation})
     frame = _filter(frame, schema, data)
-    return Source(frame=frame, schema=schema, policy=policy, description=description)
+    return Source(frame=frame, schema=schema, policy=policy, description=description, origin=origin)
 
 
 def _filter(frame: pd.DataFrame, schema: SeriesSchema, data: DataConfig) -> pd.DataFrame:
