@@ -40,6 +40,11 @@ SERIES_COL, TIME_COL, STEP_COL, TARGET_COL, FORECAST_COL = (
 )
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python ones, so messages read 3.5 and 'DAX', not np.float64(3.5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def quantile_column(level: float) -> str:
     """Column name of a quantile level: 0.1 -> ``p10``, 0.025 -> ``p2_5``."""
     return "p" + f"{level * 100:g}".replace(".", "_")
@@ -207,6 +212,7 @@ class Forecaster:
             )
         frame = frame.reset_index(drop=True)
         if not raw.future_covariates:
+            self._check_no_future_rows(frame)
             return frame, None
         targets = frame[list(raw.targets)].apply(pd.to_numeric, errors="coerce")
         has_target = targets.notna().all(axis=1).to_numpy()
@@ -224,6 +230,24 @@ class Forecaster:
         is_future[order] = ~seen
         future = frame[is_future]
         return frame[~is_future], (future if len(future) else None)
+
+    def _check_no_future_rows(self, frame: pd.DataFrame) -> None:
+        """A model without known-future covariates takes history rows only: say so plainly."""
+        raw = self.state.raw_schema
+        times = pd.to_datetime(frame[raw.time_col], errors="coerce")
+        ok = times.notna().to_numpy()  # bad timestamps are `validate`'s to report
+        last = times[ok].groupby(self._ids(frame)[ok], sort=False).idxmax()
+        targets = frame.loc[last.to_numpy(), list(raw.targets)].apply(
+            pd.to_numeric, errors="coerce"
+        )
+        empty = targets.isna().any(axis=1).to_numpy()
+        if empty.any():
+            sid = _plain(last.index[int(np.flatnonzero(empty)[0])])
+            raise DataValidationError(
+                f"Series {sid!r} ends with a row without target {list(raw.targets)}: this model "
+                "reads no known-future covariates, so send history rows only, each with its "
+                "target."
+            )
 
     def _check_lengths(self, history: pd.DataFrame) -> None:
         need = self.state.min_rows
@@ -244,27 +268,24 @@ class Forecaster:
             raise DataValidationError("The model has no frequency to extend the timeline.")
         offset = pd.tseries.frequencies.to_offset(freq)
         h = self.state.window.horizon
-        return {
-            sid: pd.date_range(t + offset, periods=h, freq=offset) for sid, t in last.items()
-        }
+        return {sid: pd.date_range(t + offset, periods=h, freq=offset) for sid, t in last.items()}
 
     def _future_frame(self, hist: pd.DataFrame, future_raw: pd.DataFrame | None) -> pd.DataFrame:
         """Scaled future covariates over the horizon: user-given values + calendar columns."""
         st = self.state
         raw, schema = st.raw_schema, st.schema
-        ids = self._ids(hist)
-        last = hist.groupby(ids, sort=False)[schema.time_col].max()
-        times = self._future_times(last)
-        parts = []
-        for sid, idx in times.items():
-            part = pd.DataFrame({schema.time_col: idx})
-            if raw.id_col is not None:
-                part[raw.id_col] = sid
-            parts.append(part)
-        fut = pd.concat(parts, ignore_index=True)
+        last = hist.groupby(self._ids(hist), sort=False)[schema.time_col].max()
+        per_series = list(self._future_times(last).values())
+        times = per_series[0].append(per_series[1:])  # (S * H,), series after series
+        ids = np.repeat(np.asarray(last.index, dtype=object), st.window.horizon)
+        fut = pd.DataFrame({schema.time_col: times})
+        if raw.id_col is not None:
+            fut[raw.id_col] = ids
         if raw.future_covariates:
-            fut = self._merge_user_future(fut, future_raw, last)
-        cal = future_features(pd.DatetimeIndex(fut[schema.time_col]), st.features)
+            given = self._user_future(future_raw, ids, times, last)
+            for j, col in enumerate(raw.future_covariates):
+                fut[col] = given[:, j]
+        cal = future_features(times, st.features)
         for col in cal.columns:
             fut[col] = cal[col].to_numpy()
         for col in schema.value_columns:
@@ -274,9 +295,14 @@ class Forecaster:
         keep = [schema.time_col, *([raw.id_col] if raw.id_col else []), *schema.future_covariates]
         return scaled[keep]
 
-    def _merge_user_future(
-        self, fut: pd.DataFrame, future_raw: pd.DataFrame | None, last: pd.Series
-    ) -> pd.DataFrame:
+    def _user_future(
+        self,
+        future_raw: pd.DataFrame | None,
+        ids: np.ndarray,
+        times: pd.DatetimeIndex,
+        last: pd.Series,
+    ) -> np.ndarray:
+        """(len(ids), C) known-future covariates the user sent for each (series, time) needed."""
         raw = self.state.raw_schema
         cols = list(raw.future_covariates)
         h = self.state.window.horizon
@@ -285,29 +311,37 @@ class Forecaster:
                 f"This model needs known-future covariates {cols} for the next {h} steps: "
                 f"add {h} rows per series after its history, with the target left empty."
             )
-        given = future_raw.copy()
-        given[raw.time_col] = pd.to_datetime(given[raw.time_col], errors="coerce")
-        keys = [raw.time_col, *([raw.id_col] if raw.id_col else [])]
-        for col in cols:
-            values = pd.to_numeric(given[col], errors="coerce")
-            if values.isna().any():
-                row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise DataValidationError(
-                    f"Future covariate '{col}' must be a finite number in every future row; "
-                    f"row at {given[raw.time_col].iloc[row]} has {given[col].iloc[row]!r}."
-                )
-            given[col] = values.astype(float)
-        merged = fut.merge(given[[*keys, *cols]], on=keys, how="left")
-        lacking = merged[cols].isna().any(axis=1)
-        if lacking.any():
-            first = merged.loc[lacking].iloc[0]
-            sid = first[raw.id_col] if raw.id_col else SINGLE_SERIES_ID
+        given_times = pd.to_datetime(future_raw[raw.time_col], errors="coerce")
+        given_ids = self._ids(future_raw).astype(object)
+        values = future_raw[cols].apply(pd.to_numeric, errors="coerce")
+        values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row, j = np.argwhere(bad)[0]
+            value = future_raw[cols[j]].iloc[row]
+            shown = "no value" if pd.isna(value) else repr(_plain(value))
             raise DataValidationError(
-                f"Future covariates {cols} are missing for series {sid!r} at "
-                f"{first[raw.time_col]}: send one row per step for the {h} steps after the "
-                f"last history timestamp ({last.get(sid, last.iloc[0])})."
+                f"Future covariate '{cols[j]}' must be a finite number in every future row "
+                f"(the rows after the last target); series {_plain(given_ids[row])!r} at "
+                f"{given_times.iloc[row]} has {shown}."
             )
-        return merged
+        keys = pd.MultiIndex.from_arrays([given_ids, given_times])
+        repeated = np.flatnonzero(keys.duplicated())
+        if len(repeated):
+            row = repeated[0]
+            raise DataValidationError(
+                f"Future rows repeat series {_plain(given_ids[row])!r} at {given_times.iloc[row]}"
+                f"; send one row per (series, timestamp)."
+            )
+        pos = keys.get_indexer(pd.MultiIndex.from_arrays([ids, times]))
+        if (pos < 0).any():
+            i = int(np.flatnonzero(pos < 0)[0])
+            raise DataValidationError(
+                f"Future covariates {cols} are missing for series {_plain(ids[i])!r} at "
+                f"{times[i]}: send one row per step for the {h} steps after the last history "
+                f"timestamp ({last[ids[i]]})."
+            )
+        return values[pos]
 
     def _rows(
         self,
@@ -323,9 +357,7 @@ class Forecaster:
         out = pd.DataFrame(
             {
                 SERIES_COL: np.repeat(np.asarray([str(s) for s in series_ids], object), h * t),
-                TIME_COL: np.concatenate(
-                    [np.repeat(times[s].to_numpy(), t) for s in series_ids]
-                ),
+                TIME_COL: np.concatenate([np.repeat(times[s].to_numpy(), t) for s in series_ids]),
                 STEP_COL: step.astype(np.int64),
                 TARGET_COL: np.tile(np.asarray(st.schema.targets, object), n * h),
                 FORECAST_COL: point.reshape(-1).astype(np.float64),
