@@ -18,6 +18,7 @@ __all__ = [
     "BASELINES",
     "Baseline",
     "Drift",
+    "Mean",
     "MovingAverage",
     "Naive",
     "RidgeLags",
@@ -417,8 +418,34 @@ class RidgeLags(Baseline):
         return out.astype(values.dtype, copy=False)
 
 
+class Mean(Baseline):
+    """The mean target of the training windows, repeated over the horizon.
+
+    On a return target this is the random walk with drift of the price.
+    """
+
+    name = "mean"
+
+    def fit(self, past: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None) -> Mean:
+        y = self._check_target(np.asarray(past).shape, target)
+        _history(past, mask, self.n_targets, self._need)
+        if not np.isfinite(y).all():
+            raise DataValidationError(
+                "`target` holds NaN/inf; the mean baseline needs finite targets."
+            )
+        self.mean_ = y.mean(axis=(0, 1))  # (T,)
+        return self
+
+    def _forecast(self, values, mask, n_valid):
+        if not hasattr(self, "mean_"):
+            raise ConfigError("The mean baseline must be fitted before `predict`.")
+        return np.broadcast_to(self.mean_, (len(values), self.horizon, self.n_targets)).astype(
+            values.dtype
+        )
+
+
 BASELINES: dict[str, type[Baseline]] = {
-    cls.name: cls for cls in (Naive, SeasonalNaive, Drift, MovingAverage, RidgeLags)
+    cls.name: cls for cls in (Naive, SeasonalNaive, Drift, MovingAverage, RidgeLags, Mean)
 }
 
 

@@ -60,7 +60,8 @@ def demo_request(outcome: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
             g = g.drop(index=hidden)
         requests.append(g)
         actuals.append(feats[sid].tail(horizon)[[*keys, schema.time_col, *schema.targets]])
-    return pd.concat(requests, ignore_index=True), pd.concat(actuals, ignore_index=True)
+    request = pd.concat(requests, ignore_index=True)[outcome.fitted.forecaster.required_columns]
+    return request, pd.concat(actuals, ignore_index=True)
 
 
 def run_demo(*, outputs: str, configs: str | None, overrides: list[str]) -> int:

@@ -67,13 +67,27 @@ def model_forecasts(
     return Forecasts(point=point, quantiles=quantiles, levels=levels)
 
 
+RANDOM_WALK = "random_walk"
+
+
+def is_return_target(name: str) -> bool:
+    """Targets that are returns of a price (from `FeatureSpec.target`)."""
+    return name.endswith(("_log_return", "_return"))
+
+
 def baseline_forecasts(
     prepared: Prepared, part: str, names: tuple[str, ...] | list[str]
 ) -> dict[str, np.ndarray]:
-    """Each baseline's forecasts for the windows of `part`, fitted on training windows."""
+    """Each baseline's forecasts for the windows of `part`, fitted on training windows.
+
+    For return targets the random walk of the price (a zero return, in original units) is
+    always added: it is the forecast a price model has to beat.
+    """
     train, windows = prepared.windows["train"], prepared.windows[part]
     horizon, n_targets = windows.spec.horizon, windows.n_targets
     out = {}
+    if all(is_return_target(t) for t in prepared.schema.targets):
+        out[RANDOM_WALK] = np.zeros((len(windows), horizon, n_targets))
     for name in names:
         kwargs: dict[str, Any] = {"horizon": horizon, "n_targets": n_targets}
         if name == "seasonal_naive":

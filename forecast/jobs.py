@@ -14,8 +14,10 @@ import pandas as pd
 from forecast import plots
 from forecast.config import ForecastConfig
 from forecast.evaluate import (
+    RANDOM_WALK,
     Forecasts,
     baseline_forecasts,
+    is_return_target,
     model_forecasts,
     per_step,
     score,
@@ -62,28 +64,45 @@ class TrainOutcome:
 
 
 def _is_returns(prepared: Prepared) -> bool:
-    return any("return" in t for t in prepared.schema.targets)
+    return all(is_return_target(t) for t in prepared.schema.targets)
 
 
 def verdict(table: pd.DataFrame, *, returns: bool) -> str:
-    """Say plainly whether the model's MASE beats the naive and seasonal-naive baselines."""
-    mase = table["mase"] if "mase" in table.columns else None
-    if mase is None:
+    """Say plainly whether the model's MASE beats the random walk and the naive baselines."""
+    if "mase" not in table.columns:
         return "No MASE available."
+    mase = table["mase"]
     model = float(mase.loc["model"])
+    names = (
+        (RANDOM_WALK, "mean", "naive", "seasonal_naive")
+        if returns
+        else (
+            "naive",
+            "seasonal_naive",
+        )
+    )
     parts = []
-    for name in ("naive", "seasonal_naive"):
+    for name in names:
         if name in mase.index:
             other = float(mase.loc[name])
             word = "beats" if model < other else "does NOT beat"
-            parts.append(f"{word} {name.replace('_', '-')} (MASE {model:.3f} vs {other:.3f})")
+            label = _LABELS.get(name, name.replace("_", "-"))
+            parts.append(f"{word} {label} (MASE {model:.3f} vs {other:.3f})")
     text = "The model " + "; ".join(parts) + "."
-    if returns:
+    if returns and RANDOM_WALK in mase.index:
+        gain = 1.0 - model / float(mase.loc[RANDOM_WALK])
         text += (
-            " On returns, a forecast that does not beat these baselines adds nothing over a "
-            "random walk of the price."
+            f" Against the random walk of the price its error is {abs(gain):.1%} "
+            f"{'lower' if gain > 0 else 'higher'}"
+            + ("; it does not beat a random walk." if gain <= 0 else ".")
         )
     return text
+
+
+_LABELS = {
+    RANDOM_WALK: "the random walk (zero return)",
+    "mean": "the random walk with drift (mean return)",
+}
 
 
 def _scores(
@@ -227,6 +246,5 @@ def _log_model(
         metric_name=metric,
         alias=config.tracking.alias,
     )
-    log.info(promotion.message)
     mlflow.set_tag("forecast.promotion", promotion.message)
     return info.model_uri, promotion

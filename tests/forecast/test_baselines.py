@@ -200,7 +200,7 @@ def test_padded_masked_windows_forecast_like_unpadded_ones(layout, lengths, seed
 
 
 def test_registry_round_trips_configs():
-    assert set(BASELINES) == {"naive", "seasonal_naive", "drift", "moving_average", "ridge"}
+    assert set(BASELINES) == {"naive", "seasonal_naive", "drift", "moving_average", "ridge", "mean"}
     model = make_baseline("ridge", horizon=6, n_lags=12, alpha=0.5)
     config = model.get_config()
     assert config == {
@@ -289,3 +289,17 @@ def test_ridge_must_be_fitted_and_needs_enough_lags():
         RidgeLags(horizon=2, n_lags=8).fit(PAST, np.zeros((1, 2, 1)))
     with pytest.raises(DataValidationError, match=r"`target` holds NaN/inf in 1 windows"):
         RidgeLags(horizon=2, n_lags=3).fit(PAST, np.full((1, 2, 1), np.nan))
+
+
+def test_mean_baseline_forecasts_the_training_mean():
+    rng = np.random.default_rng(3)
+    past = rng.normal(size=(50, 8, 2))
+    target = rng.normal(loc=[1.0, -2.0], size=(50, 3, 2))
+    model = make_baseline("mean", horizon=3, n_targets=2).fit(past, target)
+    pred = model.predict(rng.normal(size=(4, 8, 2)))
+    np.testing.assert_allclose(pred, np.broadcast_to(target.mean(axis=(0, 1)), (4, 3, 2)))
+
+
+def test_mean_baseline_must_be_fitted():
+    with pytest.raises(ConfigError, match="must be fitted"):
+        make_baseline("mean", horizon=2).predict(np.zeros((1, 4, 1)))

@@ -114,11 +114,17 @@ def test_failed_run_is_marked_failed(tmp_path):
 
 
 def test_verdict_says_plainly_when_the_model_loses():
-    table = pd.DataFrame({"mase": [1.10, 1.00, 1.30]}, index=["model", "naive", "seasonal_naive"])
+    table = pd.DataFrame(
+        {"mase": [1.10, 1.05, 1.00, 1.30]},
+        index=["model", "random_walk", "naive", "seasonal_naive"],
+    )
     text = verdict(table, returns=True)
+    assert "does NOT beat the random walk (zero return) (MASE 1.100 vs 1.050)" in text
     assert "does NOT beat naive (MASE 1.100 vs 1.000)" in text
     assert "beats seasonal-naive" in text
-    assert "random walk" in text
+    assert "4.8% higher; it does not beat a random walk." in text
+    levels = verdict(table.drop(index="random_walk"), returns=False)
+    assert "random walk" not in levels and "does NOT beat naive" in levels
 
 
 @pytest.mark.slow
