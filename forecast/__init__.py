@@ -51,6 +51,11 @@ _EXPORTS = {
     "TrainConfig": "forecast.train",
     "fit": "forecast.train",
     "evaluate": "forecast.metrics",
+    "evaluate_by_step": "forecast.metrics",
+    "log_forecaster": "forecast.serving",
+    "ModelServer": "forecast.serving",
+    "request_json": "forecast.serving",
+    "forecasts_from_json": "forecast.serving",
     "make_baseline": "forecast.baselines",
     "register_and_promote": "forecast.registry",
 }

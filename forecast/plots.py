@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # files, not windows: runs on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+# No backend is forced here: matplotlib picks Agg without a display, and notebooks keep
+# their inline backend.
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 
 def forecast_vs_actual(
