@@ -109,13 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    """Progress (INFO) on a terminal, warnings only when not; -v / -q override."""
+    if quiet:
+        level = logging.ERROR
+    elif verbose > 1:
+        level = logging.DEBUG
+    elif verbose == 1 or sys.stderr.isatty():
+        level = logging.INFO
+    else:
+        level = logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     if verbose < 2:
         for noisy in ("mlflow", "alembic", "urllib3", "absl", "tensorflow", "matplotlib"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    if quiet:
-        logging.getLogger("forecast").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -176,6 +176,15 @@ def prepare_split(
     scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
     scaler.fit(train, schema)
     season = config.evaluation.season or (season_from_freq(freq) if freq else 1)
+    lengths = train.groupby(schema.id_col, sort=False).size() if schema.id_col else None
+    shortest = int(lengths.min()) if lengths is not None else len(train)
+    if season >= shortest:
+        who = f"series {lengths.idxmin()!r}" if lengths is not None else "the series"
+        raise ConfigError(
+            f"The season ({season} steps) is longer than the training part of {who} "
+            f"({shortest} steps): seasonal naive and MASE need at least one full season "
+            "of training history. Set `evaluation.season` or use more data."
+        )
     if season >= spec.lookback and "seasonal_naive" in config.evaluation.baselines:
         raise ConfigError(
             f"The season ({season} steps) must be shorter than `window.lookback` "

@@ -94,6 +94,41 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def _model_inputs(model: keras.Model) -> dict[str, tuple]:
+    network = getattr(model, "network", model)  # ForecastModel wraps a functional network
+    try:
+        inputs = network.inputs
+    except (AttributeError, ValueError):  # subclassed models have no symbolic inputs
+        return {}
+    return {t.name.split(":")[0]: tuple(t.shape) for t in inputs}
+
+
+def check_data_fits_model(model: keras.Model, data: tf.data.Dataset) -> None:
+    """Fail before training when the batches' feature counts differ from the model's inputs."""
+    expected = _model_inputs(model)
+    spec = data.element_spec
+    x_spec = spec[0] if isinstance(spec, tuple) else spec
+    if not expected or not isinstance(x_spec, dict):
+        return
+    for name, shape in expected.items():
+        if name not in x_spec:
+            continue
+        got = tuple(x_spec[name].shape)
+        if len(got) != len(shape):
+            raise ConfigError(
+                f"Input '{name}' has {len(got) - 1} dimensions per window but the model expects "
+                f"{len(shape) - 1}. Received shape {got}, model input {shape}."
+            )
+        for axis, (g, e) in enumerate(zip(got, shape, strict=True)):
+            if axis and g is not None and e is not None and g != e:
+                what = "features" if axis == len(shape) - 1 else "steps"
+                raise ConfigError(
+                    f"Input '{name}' has {g} {what} per window but the model was built for "
+                    f"{e} (axis {axis}). Rebuild the model from the data's shapes "
+                    f"(`build_model(..., n_features=...)`) or check the feature columns."
+                )
+
+
 def _verbosity(verbose: str | int) -> int:
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 0
@@ -129,6 +164,7 @@ def fit(
     """
     if getattr(model, "optimizer", None) is None or not model.compiled:
         raise ConfigError("`model` must be compiled before `fit`. Received an uncompiled model.")
+    check_data_fits_model(model, train_data)
     cbs: list[keras.callbacks.Callback] = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True

@@ -136,6 +136,7 @@ def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config):
     )
     assert res.returncode == 0, res.stderr
     assert "naive" in res.stdout and "mase" in res.stdout
+    assert "Epoch" not in res.stdout + res.stderr  # no progress bar when not on a terminal
     assert "became champion" in res.stdout or "champion" in res.stdout
     assert (tmp_path / "mlruns").exists()  # artifacts stay in the job's working directory
 
@@ -185,6 +186,7 @@ def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config):
 def test_backtest_writes_a_fold_table(tmp_path, small_config):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     res = run_cli(
+        "-v",
         "backtest",
         str(small_config),
         "--folds",
@@ -200,3 +202,4 @@ def test_backtest_writes_a_fold_table(tmp_path, small_config):
     assert sorted(table["fold"].unique()) == [0, 1]
     assert {"model", "naive", "seasonal_naive"} <= set(table["model"])
     assert "Backtest over 2 folds" in res.stdout
+    assert "fold 2/2" in res.stderr  # -v shows progress even when not on a terminal
