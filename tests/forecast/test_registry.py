@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-
 import mlflow
 import pandas as pd
 import pytest
@@ -13,22 +10,7 @@ from mlflow import MlflowClient
 from forecast.registry import PromotionResult, load_alias_version, register_and_promote
 from pipelines.errors import ConfigError
 
-
-@pytest.fixture(scope="module")
-def _store_template(tmp_path_factory):
-    """An MLflow SQLite store with its tables created once: migrating costs ~1 s per store."""
-    folder = tmp_path_factory.mktemp("template")
-    # The Default experiment created with the tables takes ./mlruns of the current directory
-    # as its artifact location: make that a temporary folder, never the checkout.
-    with contextlib.chdir(folder):
-        MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
-    return folder / "mlflow.db"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_mlflow(_isolated_mlflow, _store_template, tmp_path):
-    """Still one store per test (tests/conftest.py), started from the migrated template."""
-    shutil.copyfile(_store_template, tmp_path / "mlflow" / "mlflow.db")
+pytestmark = pytest.mark.usefixtures("migrated_mlflow_store")
 
 
 class ConstantModel(mlflow.pyfunc.PythonModel):
