@@ -31,8 +31,11 @@ test: lint
 demo: $(STAMP)
 	$(PY) -m forecast demo
 
+# The measurements recorded in benchmarks/RESULTS.md (minutes; not part of `make test`).
 bench: $(STAMP)
 	$(PY) -m benchmarks.windowing
+	$(PY) -m benchmarks.accuracy
+	$(PY) -m benchmarks.serving
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
