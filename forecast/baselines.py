@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import difflib
 import inspect
 import re
@@ -197,7 +198,7 @@ _LAST = np.zeros(1, dtype=np.intp)
 # ---------------------------------------------------------------- interface
 
 
-class Baseline:
+class Baseline(abc.ABC):
     """One interface for every baseline: `fit(past, target, mask)` then `predict(past, mask)`.
 
     `past` (N, L, F) holds the targets in its first `n_targets` features; `mask` (N, L) marks the
@@ -235,13 +236,14 @@ class Baseline:
         values, m, n_valid = _history(past, mask, self.n_targets, self._need)
         return self._forecast(values, m, n_valid)
 
+    @abc.abstractmethod
     def _forecast(
         self,
         values: NDArray[np.floating],
         mask: NDArray[np.bool_] | None,
         n_valid: NDArray[np.intp] | None,
     ) -> NDArray[np.floating]:
-        raise NotImplementedError
+        """(N, H, T) forecasts from the checked histories; each baseline defines it."""
 
     def _check_target(self, past_shape: tuple[int, ...], target: ArrayLike) -> NDArray[np.floating]:
         y = np.asarray(target, dtype=np.float64)
