@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 # Tests run from a temporary directory (see `_isolated_mlflow`); reach repo files through this.
@@ -32,6 +33,13 @@ def _isolated_mlflow(tmp_path, monkeypatch):
     store.mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{store / 'mlflow.db'}")
+    if "mlflow" in sys.modules:
+        # Jobs call mlflow.set_tracking_uri, a process-wide setting that outranks the
+        # environment: point it at this test's store so no test sees another's runs.
+        import mlflow
+
+        mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+        mlflow.set_registry_uri(f"sqlite:///{store / 'mlflow.db'}")
     # MLflow puts artifacts under ./mlruns relative to the working directory even with a
     # SQLite store, so every test runs from its own temporary directory.
     monkeypatch.chdir(tmp_path)
