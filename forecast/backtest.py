@@ -14,7 +14,13 @@ from forecast.config import ForecastConfig
 from forecast.evaluate import baseline_forecasts, model_forecasts, score
 from forecast.fitting import train_model
 from forecast.prepare import Source, featurize, load_source, prepare_split
-from forecast.tracking import log_metrics, log_table_csv, resolve_tracking_uri, tracked_run
+from forecast.tracking import (
+    log_metrics,
+    log_table_csv,
+    resolve_tracking_uri,
+    table_metric_names,
+    tracked_run,
+)
 from pipelines.errors import ConfigError
 from pipelines.split import FrameSplit, SplitRanges, rolling_origins
 
@@ -105,13 +111,7 @@ def run_backtest(
                 forecasts = model_forecasts(fitted.model, prepared, "test")
                 base = baseline_forecasts(prepared, "test", config.evaluation.baselines)
                 table = score(prepared, "test", forecasts, base)
-                log_metrics(
-                    {
-                        f"{m}_{metric}" if m != "model" else metric: v
-                        for m, metric, v in table.itertuples(index=False)
-                    },
-                    prefix="test",
-                )
+                log_metrics(table_metric_names(table, split="test"))
                 rows.append(table.assign(fold=k, origin=origin))
                 log.info("fold %d/%d (origin %s) done", k + 1, len(splits), origin)
         folds_table = pd.concat(rows, ignore_index=True)[
@@ -126,11 +126,6 @@ def run_backtest(
         )
         log_table_csv(folds_table, "backtest_folds.csv")
         log_table_csv(summary.stack(0, future_stack=True).reset_index(), "backtest_summary.csv")
-        means = folds_table.groupby(["model", "metric"])["value"].mean()
-        log_metrics(
-            {
-                (f"{m}_bt_{metric}" if m != "model" else f"bt_{metric}"): v
-                for (m, metric), v in means.items()
-            }
-        )
+        means = folds_table.groupby(["model", "metric"], as_index=False)["value"].mean()
+        log_metrics(table_metric_names(means, split="backtest"))
         return BacktestResult(run_id=parent.info.run_id, folds=folds_table, summary=summary)

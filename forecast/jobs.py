@@ -32,8 +32,8 @@ from forecast.tracking import (
     log_figure,
     log_metrics,
     log_table_csv,
-    metric_names,
     resolve_tracking_uri,
+    table_metric_names,
     tracked_run,
 )
 
@@ -123,18 +123,7 @@ def _log_scores(scores: pd.DataFrame) -> dict[str, float]:
     flat: dict[str, float] = {}
     for part, prefix in _PART_PREFIX.items():
         sub = scores[scores["part"] == part]
-        model = dict(
-            zip(
-                sub.loc[sub.model == "model", "metric"],
-                sub.loc[sub.model == "model", "value"],
-                strict=True,
-            )
-        )
-        baselines = {
-            name: dict(zip(g["metric"], g["value"], strict=True))
-            for name, g in sub[sub.model != "model"].groupby("model")
-        }
-        flat.update(metric_names(model, baselines, split=prefix))
+        flat.update(table_metric_names(sub[["model", "metric", "value"]], split=prefix))
     log_metrics(flat)
     return flat
 

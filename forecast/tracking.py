@@ -364,6 +364,17 @@ def metric_names(
     return named
 
 
+def table_metric_names(table: pd.DataFrame, *, split: str) -> dict[str, float]:
+    """`metric_names` for a tidy (model, metric, value) score table; "model" is the model."""
+    is_model = table["model"] == "model"
+    model = dict(zip(table.loc[is_model, "metric"], table.loc[is_model, "value"], strict=True))
+    baselines = {
+        name: dict(zip(g["metric"], g["value"], strict=True))
+        for name, g in table[~is_model].groupby("model")
+    }
+    return metric_names(model, baselines, split=split)
+
+
 class MlflowEpochLogger(keras.callbacks.Callback):
     """Keras callback logging each epoch's ``logs`` to the active MLflow run, ``step=epoch``.
 

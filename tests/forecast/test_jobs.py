@@ -138,6 +138,13 @@ def test_backtest_refits_per_fold_with_nested_runs(tmp_path):
     runs = mlflow.search_runs(experiment_names=["jobs_bt"])
     children = runs[runs["tags.mlflow.parentRunId"] == result.run_id]
     assert len(children) == 2 and set(runs["status"]) == {"FINISHED"}
+    # Folds and the summary use the train job's metric names.
+    assert children["metrics.test_mase"].notna().all()
+    assert children["metrics.naive_test_mase"].notna().all()
+    parent = runs[runs["run_id"] == result.run_id].iloc[0]
+    mean_mase = result.folds.query("model == 'model' and metric == 'mase'")["value"].mean()
+    assert parent["metrics.backtest_mase"] == pytest.approx(mean_mase)
+    assert np.isfinite(parent["metrics.naive_backtest_mase"])
     # Each fold's origin is later than the previous one; its scaler saw only its own training rows.
     origins = result.folds.drop_duplicates("fold")["origin"].tolist()
     assert origins == sorted(origins)
