@@ -161,7 +161,9 @@ def train_job(
         register: override `config.tracking.register`.
         callbacks: extra Keras callbacks (progress reporting).
     """
-    mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
+    uri = resolve_tracking_uri(config.tracking.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # the model registry lives in the same store as the runs
     register = config.tracking.register if register is None else register
     with tracked_run(
         experiment=config.experiment,
