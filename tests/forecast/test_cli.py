@@ -129,7 +129,7 @@ def test_existing_output_is_not_overwritten(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config):
+def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config, monkeypatch):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     res = run_cli(
         "train", str(small_config), "--set", f"tracking.tracking_uri={store}", cwd=tmp_path
@@ -144,8 +144,8 @@ def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config):
 
     history = datasets.load("sunspots").frame.tail(120)
     history.to_csv(tmp_path / "history.csv", index=False)
-    env_uri = {"MLFLOW_TRACKING_URI": store}
-    os.environ.update(env_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", store)
     out = tmp_path / "forecast.parquet"
     args = ("predict", "--model", "models:/cli_sunspots@champion", "--input", "history.csv")
     res = run_cli(*args, "--output", str(out), cwd=tmp_path)
