@@ -507,9 +507,14 @@ def test_request_json_round_trips_times_and_missing_targets():
 @pytest.mark.parametrize("ignore_term", [False, True])
 def test_stopping_a_server_ends_its_whole_process_group(ignore_term, caplog):
     # A stand-in for the CLI and its uvicorn child: a shell with a background child.
-    script = ("trap '' TERM; " if ignore_term else "") + "sleep 60 & sleep 60"
-    proc = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+    script = ("trap '' TERM; " if ignore_term else "") + "sleep 60 & echo ready; sleep 60"
+    proc = subprocess.Popen(
+        ["bash", "-c", script], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
     try:
+        # Stop only once the trap is set: on a loaded machine TERM could otherwise arrive
+        # before bash has run `trap` and end it without the kill this test is about.
+        assert proc.stdout.readline().strip() == "ready"
         assert _group_alive(proc.pid)
         _stop(proc, grace=0.5)
         assert not _group_alive(proc.pid)
@@ -517,6 +522,7 @@ def test_stopping_a_server_ends_its_whole_process_group(ignore_term, caplog):
     finally:
         if _group_alive(proc.pid):
             os.killpg(proc.pid, 9)
+        proc.stdout.close()
 
 
 def test_model_server_defaults_to_a_free_loopback_port():
