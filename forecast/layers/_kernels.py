@@ -30,7 +30,13 @@ _LSTM_SCALE = (0.5, 0.5, 1.0, 0.5)
 _GRU_SCALE = (0.5, 0.5, 1.0)
 
 
-def _gate_scale(units: int, pattern: tuple[float, ...]) -> tf.Tensor:
+def _units(recurrent_kernel: tf.Tensor) -> tf.Tensor:
+    """The state size, as a tensor: with ``reduce_retracing`` a trace shared by layers of
+    different sizes has no static shapes, so ``h0.shape[1]`` would be None."""
+    return tf.shape(recurrent_kernel)[0]
+
+
+def _gate_scale(units: tf.Tensor, pattern: tuple[float, ...]) -> tf.Tensor:
     return tf.concat([tf.fill([units], s) for s in pattern], axis=0)
 
 
@@ -124,7 +130,7 @@ def lstm_forward(
         (outputs, h_T, c_T), outputs (b, T, u) with ``sequence``, else (b, u) for the last
         real step; with ``store`` also the state sequences h and c (T, b, u).
     """
-    steps, units = tf.shape(x)[1], h0.shape[1]
+    steps, units = tf.shape(x)[1], _units(recurrent_kernel)
     m, w, t_lo, t_hi = _mask_info(mask, length, tf.shape(x)[0], zero_output)
     scale = _gate_scale(units, _LSTM_SCALE)
     weights = (kernel * scale, recurrent_kernel * scale, bias * scale)
@@ -162,7 +168,7 @@ def lstm_backward(
     Returns:
         (d_x (b, T, F), d_h0, d_c0, d_kernel, d_recurrent_kernel, d_bias).
     """
-    steps, units = tf.shape(x)[1], h0.shape[1]
+    steps, units = tf.shape(x)[1], _units(recurrent_kernel)
     m, w, t_lo, t_hi = _mask_info(mask, length, tf.shape(x)[0], zero_output)
     d_state = _state_grads(d_out, w, length, steps, sequence)
     if m is not None:
@@ -207,7 +213,7 @@ def lstm_backward(
     return tf.transpose(dxs.stack(), [1, 0, 2]), d_h, d_c, dk, drk, db
 
 
-def _gru_parts(x_t, h, kernel, recurrent_kernel, bias, units: int):
+def _gru_parts(x_t, h, kernel, recurrent_kernel, bias, units: tf.Tensor):
     """(tanh of halved z and r pre-activations (b, 2u), candidate (b, u), h @ U_h + b_h)."""
     x_zr, x_h = tf.split(tf.matmul(x_t, kernel) + bias[0], [2 * units, units], axis=1)
     rec = tf.matmul(h, recurrent_kernel) + bias[1]
@@ -239,7 +245,7 @@ def gru_forward(
         (outputs, h_T), outputs (b, T, u) with ``sequence``, else (b, u) for the last real
         step; with ``store`` also the state sequence (T, b, u).
     """
-    steps, units = tf.shape(x)[1], h0.shape[1]
+    steps, units = tf.shape(x)[1], _units(recurrent_kernel)
     m, w, t_lo, t_hi = _mask_info(mask, length, tf.shape(x)[0], zero_output)
     scale = _gate_scale(units, _GRU_SCALE)
     weights = (kernel * scale, recurrent_kernel * scale, bias * scale)
@@ -272,7 +278,7 @@ def gru_backward(
     Returns:
         (d_x (b, T, F), d_h0, d_kernel, d_recurrent_kernel, d_bias (2, 3u)).
     """
-    steps, units = tf.shape(x)[1], h0.shape[1]
+    steps, units = tf.shape(x)[1], _units(recurrent_kernel)
     m, w, t_lo, t_hi = _mask_info(mask, length, tf.shape(x)[0], zero_output)
     d_state = _state_grads(d_out, w, length, steps, sequence)
     if m is not None:
