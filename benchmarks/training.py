@@ -1,4 +1,4 @@
-"""Training and inference speed of LSTM/GRU layers: Keras, ours (`forecast.layers`), PyTorch.
+"""Training and inference speed of LSTM/GRU layers: Keras, our default layers, PyTorch.
 
 Run from the repository root::
 
@@ -15,7 +15,9 @@ traces and compiles), rotating the order at every repeat so all candidates see t
 machine load, and reports medians over the repeats: samples/s by wall clock, and the ratio
 of samples per CPU-second of the worker process, which is steadier on a shared machine.
 
-Models: one recurrent layer of 64 units over 8 features and a Dense(1) head, MSE, Adam,
+"Ours" is the layer the model builder creates by default
+(`forecast.models.recurrent.make_recurrent_layer`, i.e. `forecast.layers.FusedLSTM` /
+`FusedGRU`). Models: one recurrent layer of 64 units over 8 features and a Dense(1) head, MSE, Adam,
 batch 256. "Dynamic" windows carry a right-padded mask with history lengths drawn uniformly
 from 8 to the lookback; PyTorch gets them unmasked (the issue's yardstick) and packed
 (`pack_padded_sequence`). GFLOP/s counts the matrix products of training (3x the forward
@@ -92,12 +94,12 @@ class _KerasRunner:
         import keras
         import tensorflow as tf
 
-        from forecast.layers import FusedGRU, FusedLSTM
+        from forecast.models.recurrent import make_recurrent_layer
 
         self.tf, self.case, self.data = tf, case, _data(case)
-        fused = {"lstm": FusedLSTM, "gru": FusedGRU}[case["cell"]]
         plain = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[case["cell"]]
-        layer = fused(UNITS) if impl == "fused" else plain(UNITS)
+        # "Ours" is whatever the model builder creates by default for this cell.
+        layer = make_recurrent_layer(case["cell"], UNITS) if impl == "fused" else plain(UNITS)
         if case.get("bidirectional"):
             layer = keras.layers.Bidirectional(layer)
         steps = None if case.get("log_lengths") else case["lookback"]  # bucketing: varies

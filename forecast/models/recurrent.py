@@ -1,13 +1,17 @@
-"""The one place recurrent layers and cells are created, so faster layers swap in by one line.
+"""The one place recurrent layers and cells are created.
 
-GPU path: with the TensorFlow backend on a GPU, `keras.layers.LSTM` and `keras.layers.GRU`
-run the fused cuDNN kernel when activation is tanh, recurrent activation sigmoid,
-``recurrent_dropout=0``, ``unroll=False``, ``use_bias=True`` (GRU: ``reset_after=True``),
-and the mask (if any) is strictly right-padded with no fully masked row. The layers
-made here keep those defaults; these spec options leave the fused path (see
-docs/models.md): ``cell='peephole_lstm'`` or ``'rnn'``, ``recurrent_dropout > 0``,
-``unroll=True``, and left-padded masks. ``layer_norm`` sits between layers, outside the
-cells, and keeps the fused path.
+LSTM and GRU layers are `forecast.layers.FusedLSTM` / `FusedGRU`: subclasses of the Keras
+layers with the same weights and results that run a faster loop on CPU and hand over to
+Keras' own implementation everywhere else (see `forecast/layers/fused_rnn.py`).
+
+GPU path: with the TensorFlow backend on a GPU, the layers run Keras' fused cuDNN kernel
+when activation is tanh, recurrent activation sigmoid, ``recurrent_dropout=0``,
+``unroll=False``, ``use_bias=True`` (GRU: ``reset_after=True``), and the mask (if any)
+is strictly right-padded with no fully masked row. The layers made here keep those
+defaults; these spec options leave the fused path (see docs/models.md):
+``cell='peephole_lstm'`` or ``'rnn'``, ``recurrent_dropout > 0``, ``unroll=True``, and
+left-padded masks. ``layer_norm`` sits between layers, outside the cells, and keeps the
+fused path.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import keras
 
+from forecast.layers import FusedGRU, FusedLSTM
 from forecast.models.cells import PeepholeLSTMCell
 from forecast.models.spec import CELLS, check_choice
 
@@ -119,9 +124,10 @@ def make_recurrent_layer(
 ) -> keras.layers.Layer:
     """A recurrent layer over a whole sequence: the single factory every model goes through.
 
-    LSTM and GRU use the Keras layers (cuDNN-eligible with the defaults, see the module
-    docstring), SimpleRNN the Keras `SimpleRNN`, and the peephole LSTM a `keras.layers.RNN`
-    around `PeepholeLSTMCell`. Callers pass the mask explicitly: ``layer(x, mask=mask)``.
+    LSTM and GRU use `FusedLSTM` / `FusedGRU` (Keras' layers with a faster CPU loop;
+    cuDNN-eligible on a GPU with the defaults, see the module docstring), SimpleRNN the
+    Keras `SimpleRNN`, and the peephole LSTM a `keras.layers.RNN` around
+    `PeepholeLSTMCell`. Callers pass the mask explicitly: ``layer(x, mask=mask)``.
 
     Args:
         cell: lstm, gru, rnn or peephole_lstm.
@@ -140,7 +146,7 @@ def make_recurrent_layer(
         name: layer name.
 
     Returns:
-        A `keras.layers.RNN` subclass instance.
+        A `keras.layers.RNN` subclass instance (`FusedLSTM` / `FusedGRU` for lstm / gru).
     """
     check_choice("cell", cell, CELLS)
     kwargs = _cell_kwargs(
@@ -161,9 +167,9 @@ def make_recurrent_layer(
         "name": name,
     }
     if cell == "lstm":
-        return keras.layers.LSTM(**kwargs, **loop)
+        return FusedLSTM(**kwargs, **loop)
     if cell == "gru":
-        return keras.layers.GRU(reset_after=True, **kwargs, **loop)
+        return FusedGRU(reset_after=True, **kwargs, **loop)
     if cell == "rnn":
         return keras.layers.SimpleRNN(**kwargs, **loop)
     return keras.layers.RNN(PeepholeLSTMCell(dtype=dtype, **kwargs), **loop)

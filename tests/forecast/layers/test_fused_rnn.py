@@ -113,6 +113,22 @@ def test_batch_split_in_sorted_groups_matches_keras(cell):
     _assert_same(_run(ours, x), _run(theirs, x))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layers_of_many_sizes_in_one_process_match_keras(cell):
+    # The XLA loops are traced with `reduce_retracing`: after a few sizes the shared trace
+    # has no static shapes, which once broke every later layer of a new size.
+    rng = np.random.default_rng(6)
+    keras_cls, fused_cls = PAIRS[cell]
+    for units, features, steps in [(4, 3, 5), (3, 2, 6), (5, 4, 4), (2, 5, 7), (6, 1, 3)]:
+        theirs = keras_cls(units, bias_initializer="random_normal", return_sequences=True)
+        theirs.build((None, None, features))
+        ours = fused_cls(units, return_sequences=True)
+        ours.build((None, None, features))
+        ours.set_weights(theirs.get_weights())
+        x = rng.standard_normal((3, steps, features)).astype("float32")
+        _assert_same(_run(ours, x), _run(theirs, x))
+
+
 def test_time_axis_unknown_when_tracing_is_padded_and_matches_keras():
     rng = np.random.default_rng(5)
     theirs, ours = _pair("lstm", features=2, return_sequences=True)
@@ -274,3 +290,36 @@ def test_fused_must_be_a_bool(fused):
         ConfigError, match=f"`fused` must be True or False. Received: fused={fused!r}"
     ):
         FusedGRU(U, fused=fused)
+
+
+def _recurrent_layers(layer):
+    for sub in getattr(layer, "_flatten_layers", lambda **_: [])(include_self=True):
+        if isinstance(sub, keras.layers.RNN):
+            yield sub
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_builder_default_layers_are_fused_and_give_keras_results(cell, bidirectional):
+    # build_model's encoders are our layers on the fused path; turning `fused` off (Keras'
+    # own loop) must not change the model's outputs or gradients.
+    from tests.forecast.models.util import make_inputs, tiny_model
+
+    model = tiny_model(cell=cell, units=(5, 3), mode="dynamic", bidirectional=bidirectional)
+    encoders = list(_recurrent_layers(model))
+    assert len(encoders) == (4 if bidirectional else 2)
+    assert all(isinstance(layer, FusedLSTM | FusedGRU) for layer in encoders)
+    assert all(uses_fused_path(layer) for layer in encoders)
+    mask = np.arange(6)[None, :] < np.array([[6], [2], [4]])
+    x = {k: tf.constant(v) for k, v in make_inputs(model, mask=mask).items()}
+
+    def outputs_and_grads():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x, training=True) ** 2)
+        return [loss.numpy()] + [g.numpy() for g in tape.gradient(loss, model.trainable_weights)]
+
+    fused = outputs_and_grads()
+    for layer in encoders:
+        layer.fused = False
+    assert not any(uses_fused_path(layer) for layer in encoders)
+    _assert_same(fused, outputs_and_grads())
