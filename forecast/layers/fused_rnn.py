@@ -34,11 +34,13 @@ from pipelines.errors import ConfigError
 
 # Fewer rows than this per group make the per-step products too small to pay for a thread.
 MIN_GROUP_ROWS = 32
-# XLA compiles once per input shape (a few seconds). When the time axis is not fixed
-# (bucketed batches cut to their longest history), it is padded up to one of these
+# XLA compiles once per input shape (0.2 s to a few seconds). When the time axis is not
+# fixed (bucketed batches cut to their longest history), it is padded up to one of these
 # lengths, two per octave, so a whole range of lengths shares one compiled loop; the
-# loop itself still stops at the real length.
-PADDED_STEPS = tuple(sorted({8 * 2**k for k in range(15)} | {12 * 2**k for k in range(15)}))
+# loop itself still stops at the real length. A batch axis not fixed when tracing (a
+# server answering 1, 3 or 70 series, the last batch of an epoch) is padded the same
+# way, with rows the loop skips or whose results are dropped.
+PADDED_SIZES = tuple(sorted({8 * 2**k for k in range(15)} | {12 * 2**k for k in range(15)}))
 
 
 def parallel_groups() -> int:
@@ -154,12 +156,19 @@ def _grouped(
     return _run_grouped(lane_fn, n_groups, rows, shared, mask)
 
 
-def _padded_steps(steps: tf.Tensor) -> tf.Tensor:
-    sizes = tf.constant(PADDED_STEPS, tf.int32)
-    index = tf.searchsorted(sizes, steps[None])[0]
+def _padded_size(size: tf.Tensor) -> tf.Tensor:
+    """The smallest of `PADDED_SIZES` that holds `size` (`size` itself beyond them)."""
+    sizes = tf.constant(PADDED_SIZES, tf.int32)
+    index = tf.searchsorted(sizes, size[None])[0]
     return tf.where(
-        index < len(PADDED_STEPS), tf.gather(sizes, tf.minimum(index, len(PADDED_STEPS) - 1)), steps
+        index < len(PADDED_SIZES), tf.gather(sizes, tf.minimum(index, len(PADDED_SIZES) - 1)), size
     )
+
+
+def _pad_axis(x: tf.Tensor, axis: int, extra: tf.Tensor) -> tf.Tensor:
+    pads = [[0, 0]] * x.shape.rank
+    pads[axis] = [0, extra]
+    return tf.pad(x, pads)
 
 
 def _dense(grad: Any, like: tf.Tensor) -> tf.Tensor:
@@ -237,11 +246,17 @@ def fused_inner_loop(
     if layer.go_backwards:
         sequences = tf.reverse(sequences, [1])
         mask = None if mask is None else tf.reverse(mask, [1])
-    length = tf.shape(sequences)[1]
+    batch, length = tf.shape(sequences)[0], tf.shape(sequences)[1]
     if sequences.shape[1] is None:
-        pad = _padded_steps(length) - length
-        sequences = tf.pad(sequences, [[0, 0], [0, pad], [0, 0]])
-        mask = None if mask is None else tf.pad(mask, [[0, 0], [0, pad]])
+        pad = _padded_size(length) - length
+        sequences = _pad_axis(sequences, 1, pad)
+        mask = None if mask is None else _pad_axis(mask, 1, pad)
+    pad_rows = sequences.shape[0] is None
+    if pad_rows:  # padded rows: zeros, fully masked; their results are dropped below
+        pad = _padded_size(batch) - batch
+        sequences = _pad_axis(sequences, 0, pad)
+        initial_state = [_pad_axis(s, 0, pad) for s in initial_state]
+        mask = None if mask is None else _pad_axis(mask, 0, pad)
     # Keep what the backward pass needs only when training (a symbolic flag counts).
     store = True if tf.is_tensor(training) else bool(training)
     flags = (length, bool(layer.zero_output_for_mask), store, bool(layer.return_sequences))
@@ -251,6 +266,8 @@ def fused_inner_loop(
     weights.append(cell.bias.value if cell.use_bias else tf.zeros(bias_shape, sequences.dtype))
     lane_fn = _lane_fn("lstm" if is_lstm else "gru", *flags)
     out, *states = _grouped(lane_fn, [sequences, *initial_state], weights, mask)
+    if pad_rows:
+        out, states = out[:batch], [s[:batch] for s in states]
     if not layer.return_sequences:
         return out, out[:, None, :], states  # out: (B, u)
     if sequences.shape[1] is None:

@@ -143,6 +143,35 @@ def test_time_axis_unknown_when_tracing_is_padded_and_matches_keras():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_batch_unknown_when_tracing_is_padded_and_matches_keras(cell, masked):
+    # Batches of 5, 7 and 13 rows share compiled loops (padded to 8, 8 and 16 rows);
+    # the padding rows must not leak into outputs, final states or gradients.
+    rng = np.random.default_rng(15)
+    theirs, ours = _pair(cell, features=2, return_sequences=True, return_state=True)
+
+    def outputs_and_grads(layer, x, mask, h0):
+        with tf.GradientTape() as tape:
+            tape.watch([x, *h0])
+            out = layer(x, mask=mask, initial_state=h0, training=True)
+            loss = tf.reduce_mean(out[0] ** 2) + sum(tf.reduce_mean(tf.sin(s)) for s in out[1:])
+        return [*out, *tape.gradient(loss, [x, *h0, *layer.weights])]
+
+    n_states = 2 if cell == "lstm" else 1
+    spec = [tf.TensorSpec((None, 5, 2)), tf.TensorSpec((None, 5), tf.bool)]
+    spec.append([tf.TensorSpec((None, U))] * n_states)
+    run_ours = tf.function(lambda x, m, h0: outputs_and_grads(ours, x, m, h0), input_signature=spec)
+    for batch in (5, 7, 13):
+        x = tf.constant(rng.standard_normal((batch, 5, 2)).astype("float32"))
+        mask = np.arange(5)[None, :] < rng.integers(1 if masked else 5, 6, batch)[:, None]
+        h0 = [tf.constant(rng.standard_normal((batch, U)), tf.float32) for _ in range(n_states)]
+        ours_out = [t.numpy() for t in run_ours(x, tf.constant(mask), h0)]
+        theirs_out = [t.numpy() for t in outputs_and_grads(theirs, x, mask, h0)]
+        assert ours_out[0].shape == (batch, 5, U)
+        _assert_same(ours_out, theirs_out)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_batch_smaller_than_the_groups_matches_keras(cell):
     # With the batch size unknown when tracing, the batch is always split in groups;
     # a single window leaves the other groups empty.
@@ -160,7 +189,7 @@ def test_batch_smaller_than_the_groups_matches_keras(cell):
     ("steps", "padded"), [(1, 8), (8, 8), (9, 12), (13, 16), (64, 64), (336, 384)]
 )
 def test_padded_steps_are_two_per_octave(steps, padded):
-    assert int(fused_module._padded_steps(tf.constant(steps))) == padded
+    assert int(fused_module._padded_size(tf.constant(steps))) == padded
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
