@@ -18,17 +18,21 @@ from forecast.models.heads import (
 from forecast.models.losses import PinballLoss, pinball_loss
 from forecast.models.masking import check_mask, mask_layout
 from forecast.models.recurrent import make_cell, make_recurrent_layer
+from forecast.models.scaling import DivideTargets, MultiplyTargets, WindowRMS
 from forecast.models.spec import ModelSpec, OptimizerSpec
 from forecast.models.streaming import reset_state, to_streaming
 
 __all__ = [
     "TEACHER_INPUT",
+    "DivideTargets",
     "ForecastModel",
     "ModelSpec",
+    "MultiplyTargets",
     "NonCrossingQuantiles",
     "PeepholeLSTMCell",
     "PinballLoss",
     "Seq2SeqDecoder",
+    "WindowRMS",
     "OptimizerSpec",
     "build_model",
     "check_mask",

@@ -18,6 +18,7 @@ from keras import layers
 from forecast.models.heads import TEACHER_INPUT, NonCrossingQuantiles, Seq2SeqDecoder
 from forecast.models.masking import check_mask
 from forecast.models.recurrent import STATE_COUNT, make_recurrent_layer, regularizer
+from forecast.models.scaling import DivideTargets, MultiplyTargets, WindowRMS
 from forecast.models.spec import ModelSpec
 from pipelines.errors import ConfigError, DataValidationError
 
@@ -115,6 +116,18 @@ def _direct_head(spec: ModelSpec, h: Any, future: Any, sizes: dict[str, Any]) ->
     return layers.Reshape((horizon, out), name="direct_steps")(raw)  # (B, H, out)
 
 
+def _direct_outputs(spec: ModelSpec, h: Any, future: Any, sizes: dict[str, Any]) -> tuple:
+    """Forecast (B, H, T) and quantiles (B, H, T, Q), or None for a point model."""
+    horizon, n_targets = sizes["horizon"], sizes["n_targets"]
+    raw = _direct_head(spec, h, future, sizes)  # (B, H, T*Q)
+    if not spec.quantiles:
+        return layers.Reshape((horizon, n_targets), name="forecast")(raw), None  # (B, H, T)
+    raw = layers.Reshape((horizon, n_targets, len(spec.quantiles)), name="scores")(raw)
+    quantiles = NonCrossingQuantiles(spec.quantiles, dtype="float32", name="quantiles")
+    quantiles = quantiles(raw)  # (B, H, T, Q)
+    return quantiles[..., spec.quantiles.index(0.5)], quantiles
+
+
 def build_network(
     spec: ModelSpec,
     sizes: dict[str, Any],
@@ -140,16 +153,13 @@ def build_network(
         )
     mask, future = inputs.get("mask"), inputs.get("future")
 
-    h, states = _encoder(spec, inputs["past"], mask, stateful=stateful)
+    past, scale = inputs["past"], None
+    if spec.target_scaling == "window_rms":
+        scale = WindowRMS(n_targets, dtype="float32", name="target_scale")(past, past_mask=mask)
+        past = DivideTargets(n_targets, dtype="float32", name="scaled_past")(past, scale)
+    h, states = _encoder(spec, past, mask, stateful=stateful)
     if spec.head == "direct":
-        raw = _direct_head(spec, h, future, sizes)  # (B, H, T*Q)
-        if spec.quantiles:
-            raw = layers.Reshape((horizon, n_targets, len(spec.quantiles)), name="scores")(raw)
-            quantiles = NonCrossingQuantiles(spec.quantiles, dtype="float32", name="quantiles")
-            quantiles = quantiles(raw)  # (B, H, T, Q)
-            forecast = quantiles[..., spec.quantiles.index(0.5)]
-        else:
-            forecast = layers.Reshape((horizon, n_targets), name="forecast")(raw)  # (B, H, T)
+        forecast, quantiles = _direct_outputs(spec, h, future, sizes)
     else:
         decoder = Seq2SeqDecoder(
             spec.cell,
@@ -167,12 +177,18 @@ def build_network(
         )
         out = decoder(
             states,
-            inputs["past"],
+            past,
             future=future,
             past_mask=mask,
             target_history=inputs[TEACHER_INPUT],
+            target_scale=scale,
         )
         forecast, quantiles = out if spec.quantiles else (out, None)
+    if scale is not None:
+        # Back to the data's units; the forecast stays the median of the quantiles.
+        forecast = MultiplyTargets(dtype="float32", name="forecast_units")(forecast, scale)
+        if quantiles is not None:
+            quantiles = MultiplyTargets(dtype="float32", name="quantile_units")(quantiles, scale)
     outputs = {"forecast": forecast, "quantiles": quantiles} if spec.quantiles else forecast
     return keras.Model(inputs, outputs, name="network")
 

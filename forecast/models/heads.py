@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from forecast.models.recurrent import make_cell, regularizer
+from forecast.models.scaling import divide_targets
 
 # Name of the optional input that carries the true targets over the horizon, (B, H, T),
 # for teacher forcing. Only `training=True` calls read it; inference never needs it.
@@ -82,7 +83,9 @@ class Seq2SeqDecoder(keras.layers.Layer):
     `target_history` tensor given) or the decoder's own point forecasts otherwise
     (autoregressive decoding). A saved model therefore decodes autoregressively at
     inference and needs only the contract inputs. Its cell has no dropout, so the
-    teacher-forced and the free-running paths share exactly the same computation.
+    teacher-forced and the free-running paths share exactly the same computation. With
+    target scaling, `past` arrives already divided by ``target_scale`` (B, T) and the true
+    targets are divided here, so the decoder works in scaled units throughout.
 
     Args:
         cell: lstm, gru, rnn or peephole_lstm.
@@ -157,9 +160,13 @@ class Seq2SeqDecoder(keras.layers.Layer):
         future: Any = None,
         past_mask: Any = None,
         target_history: Any = None,
+        target_scale: Any = None,
         training: bool | None = None,
     ) -> Any:
         teacher = target_history if training else None
+        if teacher is not None and target_scale is not None:
+            # `past` arrives divided by the window's scale (B, T); so must the true targets.
+            teacher = divide_targets(teacher, target_scale, self.n_targets)  # (B, H, T)
         y_prev = ops.cast(last_observed(past, self.n_targets, past_mask), "float32")  # (B, T)
         states = list(states)
         points, quantiles = [], []

@@ -17,6 +17,7 @@ MODES = ("static", "dynamic")
 HEADS = ("direct", "seq2seq")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 FUTURE_MODES = ("flatten", "per_step")
+TARGET_SCALINGS = ("none", "window_rms")
 KERNEL_INITIALIZERS = (
     "glorot_uniform",
     "glorot_normal",
@@ -132,6 +133,10 @@ class ModelSpec(_Spec):
         l2: L2 weight penalty on the same weights.
         precision: ``float32`` or a mixed policy (``mixed_float16`` / ``mixed_bfloat16``);
             outputs stay float32.
+        target_scaling: ``none``, or ``window_rms``: divide each window's targets by their
+            root mean square over its valid steps and multiply the forecasts and quantiles
+            by it, so the model is scale-equivariant in the targets
+            (`forecast.models.scaling`).
     """
 
     section: ClassVar[str] = "model"
@@ -153,6 +158,7 @@ class ModelSpec(_Spec):
     l1: float = 0.0
     l2: float = 0.0
     precision: str = "float32"
+    target_scaling: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", _units_tuple(self.units))
@@ -166,6 +172,7 @@ class ModelSpec(_Spec):
             ("kernel_initializer", KERNEL_INITIALIZERS),
             ("recurrent_initializer", RECURRENT_INITIALIZERS),
             ("precision", PRECISIONS),
+            ("target_scaling", TARGET_SCALINGS),
         ):
             check_choice(name, getattr(self, name), choices)
         for name in ("unroll", "bidirectional", "layer_norm"):

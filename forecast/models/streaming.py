@@ -28,7 +28,8 @@ def to_streaming(model: ForecastModel, *, batch_size: int = 1) -> ForecastModel:
 
     Raises:
         ConfigError: the model is bidirectional (its backward pass needs the whole
-            sequence), is not a `ForecastModel`, or `batch_size` < 1.
+            sequence), scales its targets per window (the scale needs the whole
+            history too), is not a `ForecastModel`, or `batch_size` < 1.
     """
     if not isinstance(model, ForecastModel):
         raise ConfigError(
@@ -40,6 +41,12 @@ def to_streaming(model: ForecastModel, *, batch_size: int = 1) -> ForecastModel:
             "Streaming needs a unidirectional model: a bidirectional encoder reads each "
             "history backwards from its end, which a step-by-step stream does not have. "
             "Received: bidirectional=True"
+        )
+    if model.spec.target_scaling != "none":
+        raise ConfigError(
+            "Streaming needs target_scaling='none': the window's target scale is a mean over "
+            "the whole history, which a step-by-step stream does not have until its end. "
+            f"Received: target_scaling={model.spec.target_scaling!r}"
         )
     stream = ForecastModel(
         model.spec,

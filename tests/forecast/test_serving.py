@@ -60,12 +60,13 @@ CONFIGS = {
         "training": {"epochs": 1, "verbose": 0},
         "evaluation": {"baselines": ["naive"]},
     },
-    # Dynamic (histories of 8..32 steps), four series, per-series scaler, calendar feature.
+    # Dynamic (histories of 8..32 steps), four series, per-series scaler, calendar feature,
+    # targets scaled per window inside the network (over each history's valid steps only).
     "stocks": {
         "name": "stocks",
         "data": {"dataset": "eustockmarkets", "last_n": 400, "features": {"calendar": ["weekday"]}},
         "window": {"lookback": 32, "horizon": 5, "min_lookback": 8},
-        "model": {"units": [8], "mode": "dynamic"},
+        "model": {"units": [8], "mode": "dynamic", "target_scaling": "window_rms"},
         "training": {"epochs": 1, "verbose": 0},
         "evaluation": {"baselines": ["naive"]},
     },

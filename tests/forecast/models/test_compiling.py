@@ -71,6 +71,7 @@ VARIANTS = [
     {"cell": "rnn", "recurrent_initializer": "identity", "l2": 1e-3, "future_mode": "per_step"},
     {"cell": "peephole_lstm", "mode": "dynamic", "head": "seq2seq", "quantiles": (0.2, 0.5)},
     {"cell": "lstm", "head": "seq2seq", "layer_norm": True, "dropout": 0.2, "unroll": True},
+    {"cell": "gru", "quantiles": (0.1, 0.5, 0.9), "target_scaling": "window_rms"},
 ]
 
 

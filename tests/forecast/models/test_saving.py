@@ -77,6 +77,12 @@ def test_keras_files_reload_in_a_fresh_process(tmp_path):
         "direct": {"cell": "lstm", "units": (5, 4)},
         "peephole": {"cell": "peephole_lstm", "mode": "dynamic", "quantiles": (0.1, 0.5, 0.9)},
         "seq2seq": {"cell": "gru", "head": "seq2seq", "bidirectional": True, "layer_norm": True},
+        "scaled": {
+            "mode": "dynamic",
+            "head": "seq2seq",
+            "quantiles": (0.1, 0.5, 0.9),
+            "target_scaling": "window_rms",
+        },
     }
     expected = {}
     for name, spec in variants.items():

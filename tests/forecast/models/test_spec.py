@@ -28,6 +28,7 @@ model_specs = st.builds(
     l1=st.floats(0.0, 1.0),
     l2=st.floats(0.0, 1.0),
     precision=st.sampled_from(spec_module.PRECISIONS),
+    target_scaling=st.sampled_from(spec_module.TARGET_SCALINGS),
 )
 
 training_specs = st.builds(

@@ -1,0 +1,105 @@
+"""Per-window target scaling: the network sees each window's targets in units of their RMS.
+
+With ``ModelSpec(target_scaling="window_rms")`` the model divides the target channels of
+``past`` (its first T features, docs/contracts.md) by their root mean square over the
+window's valid steps, and multiplies the forecast and every quantile by the same number on
+the way out. The model is then scale-equivariant in the targets: a window whose targets are
+twice as large gets forecasts and intervals twice as wide, so a quieter or wilder regime
+than the training data's moves the interval with it (the per-window scaling of DeepAR and
+RevIN, without centring: the window mean of daily returns is mostly noise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+# Floor of the scale, in the units the pipeline's scaler gives the targets (about 1). A
+# floor rather than an added epsilon keeps the model exactly scale-equivariant above it.
+EPSILON = 1e-4
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class WindowRMS(keras.layers.Layer):
+    """Root mean square of each target over a window's valid steps: past (B, L, F) -> (B, T).
+
+    Padded steps (``past_mask`` False) are left out of the mean, whatever they hold, so a
+    padded and masked window has the scale of the same window unpadded. The result is at
+    least `epsilon`, so an all-zero window gives a finite scale.
+
+    Args:
+        n_targets: T, the targets are the first T features of ``past``.
+        epsilon: the smallest scale returned.
+    """
+
+    def __init__(self, n_targets: int, epsilon: float = EPSILON, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n_targets, self.epsilon = int(n_targets), float(epsilon)
+
+    def call(self, past: Any, past_mask: Any = None) -> Any:
+        y = ops.cast(past[..., : self.n_targets], "float32")  # (B, L, T)
+        if past_mask is None:
+            mean_square = ops.mean(ops.square(y), axis=1)  # (B, T)
+        else:
+            valid = ops.expand_dims(ops.cast(past_mask, "bool"), -1)  # (B, L, 1)
+            total = ops.sum(ops.where(valid, ops.square(y), 0.0), axis=1)  # (B, T)
+            count = ops.sum(ops.cast(valid, "float32"), axis=1)  # (B, 1)
+            mean_square = total / ops.maximum(count, 1.0)
+        # The floor goes inside the root: sqrt has an infinite slope at 0.
+        return ops.sqrt(ops.maximum(mean_square, self.epsilon**2))  # (B, T)
+
+    def compute_output_shape(self, past_shape: tuple, past_mask_shape: Any = None) -> tuple:
+        return (past_shape[0], self.n_targets)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_targets": self.n_targets, "epsilon": self.epsilon}
+
+
+def _per_target(scale: Any, rank: int) -> Any:
+    """Scale (B, T) shaped to broadcast against (B, H, T) (rank 3) or (B, H, T, Q) (rank 4)."""
+    scale = ops.expand_dims(scale, 1)  # (B, 1, T)
+    return ops.expand_dims(scale, -1) if rank == 4 else scale
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class DivideTargets(keras.layers.Layer):
+    """Divide the first T features of x (B, steps, F) by scale (B, T); other features pass.
+
+    Args:
+        n_targets: T.
+    """
+
+    def __init__(self, n_targets: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n_targets = int(n_targets)
+
+    def call(self, x: Any, scale: Any) -> Any:
+        return divide_targets(x, scale, self.n_targets)
+
+    def compute_output_shape(self, x_shape: tuple, scale_shape: Any = None) -> tuple:
+        return tuple(x_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_targets": self.n_targets}
+
+
+def divide_targets(x: Any, scale: Any, n_targets: int) -> Any:
+    """x (B, steps, F) with its first `n_targets` features divided by scale (B, T)."""
+    x = ops.cast(x, "float32")
+    targets = x[..., :n_targets] / _per_target(scale, 3)  # (B, steps, T)
+    if x.shape[-1] == n_targets:
+        return targets
+    return ops.concatenate([targets, x[..., n_targets:]], axis=-1)  # (B, steps, F)
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class MultiplyTargets(keras.layers.Layer):
+    """Back to the data's units: y (B, H, T) or (B, H, T, Q) times scale (B, T)."""
+
+    def call(self, y: Any, scale: Any) -> Any:
+        return ops.cast(y, "float32") * _per_target(scale, len(y.shape))
+
+    def compute_output_shape(self, y_shape: tuple, scale_shape: Any = None) -> tuple:
+        return tuple(y_shape)
