@@ -40,7 +40,7 @@ MIN_GROUP_ROWS = 32
 # loop itself still stops at the real length. A batch axis not fixed when tracing (a
 # server answering 1, 3 or 70 series, the last batch of an epoch) is padded the same
 # way, with rows the loop skips or whose results are dropped.
-PADDED_SIZES = tuple(sorted({8 * 2**k for k in range(15)} | {12 * 2**k for k in range(15)}))
+PADDED_SIZES = tuple(sorted({2**k for k in range(18)} | {3 * 2**k for k in range(17)}))
 
 
 def parallel_groups() -> int:
