@@ -186,7 +186,8 @@ def test_batch_smaller_than_the_groups_matches_keras(cell):
 
 
 @pytest.mark.parametrize(
-    ("steps", "padded"), [(1, 1), (2, 2), (5, 6), (7, 8), (8, 8), (9, 12), (13, 16), (64, 64), (336, 384)]
+    ("steps", "padded"),
+    [(1, 1), (2, 2), (5, 6), (7, 8), (8, 8), (9, 12), (13, 16), (64, 64), (336, 384)],
 )
 def test_padded_steps_are_two_per_octave(steps, padded):
     assert int(fused_module._padded_size(tf.constant(steps))) == padded
