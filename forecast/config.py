@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from forecast._config_utils import check_keys
@@ -31,8 +33,9 @@ class DataConfig:
         path: CSV or Parquet file in long format; used when `dataset` is None.
         schema: column roles (`pipelines.SeriesSchema` fields); overrides the dataset's.
         series: keep only these series ids (empty keeps all).
-        start: keep rows at or after this timestamp.
-        end: keep rows at or before this timestamp.
+        start: keep rows at or after this timestamp (a date or timestamp string; a YAML
+            date such as ``1997-07-24`` is kept as its ISO text).
+        end: keep rows at or before this timestamp (likewise).
         last_n: keep the last `last_n` rows of each series (quick runs, CI).
         validation: `pipelines.validate.ValidationPolicy` fields; overrides the dataset's.
         features: `pipelines.features.FeatureSpec` fields.
@@ -66,7 +69,37 @@ class DataConfig:
                 f"`data.last_n` must be an integer >= 2 or null. Received: last_n={self.last_n!r}"
             )
         object.__setattr__(self, "series", tuple(str(s) for s in (self.series or ())))
+        for name in ("start", "end"):
+            object.__setattr__(self, name, _timestamp_text(name, getattr(self, name)))
+        if (
+            self.start is not None
+            and self.end is not None
+            and pd.Timestamp(self.start) > pd.Timestamp(self.end)
+        ):
+            raise ConfigError(
+                f"`data.start` must not be after `data.end`: no row would be kept. "
+                f"Received: start={self.start!r}, end={self.end!r}"
+            )
         ValidationPolicy.from_dict(dict(self.validation))  # fail early on bad policy keys
+
+
+def _timestamp_text(name: str, value: Any) -> str | None:
+    """`data.start` / `data.end` as text that parses as a timestamp (YAML dates become ISO)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.date):  # also datetime and pd.Timestamp
+        return value.isoformat()
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = pd.Timestamp(value)
+        except (TypeError, ValueError):
+            parsed = pd.NaT
+        if not pd.isna(parsed):  # "NaT" parses, to a missing timestamp
+            return value.strip()
+    raise ConfigError(
+        f"`data.{name}` must be a date or timestamp such as '1997-07-24' or "
+        f"'1997-07-24 16:00', or null. Received: {name}={value!r}"
+    )
 
 
 @dataclass(frozen=True)
