@@ -1,0 +1,60 @@
+"""The selection rule of `benchmarks.selection` on fixed backtest scores."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmarks.selection import decide, per_candidate
+
+
+def _scores(coverage, pinball):
+    """Tidy backtest rows from {(option, seed): [per-fold values]}."""
+    rows = []
+    for (option, seed), values in coverage.items():
+        for fold, (cov, pin) in enumerate(zip(values, pinball[option, seed], strict=True)):
+            rows += [
+                (option, seed, fold, "model", "coverage_80", cov),
+                (option, seed, fold, "model", "pinball_mean", pin),
+                (option, seed, fold, "naive", "mae", 1.0),
+            ]
+    return pd.DataFrame(rows, columns=["option", "seed", "fold", "model", "metric", "value"])
+
+
+def _flat(value):
+    return {(o, s): [value, value] for o in ("none", "window_rms") for s in (0, 1, 2)}
+
+
+def test_calibration_across_folds_decides_first():
+    coverage = {
+        # none: right on average (0.80) but 0.10 off in each fold.
+        **{("none", s): [0.70, 0.90] for s in (0, 1, 2)},
+        ("window_rms", 0): [0.76, 0.80],  # |error| 0.02 on average
+        ("window_rms", 1): [0.79, 0.80],  # 0.005: the best seed, none other within 0.01
+        ("window_rms", 2): [0.76, 0.84],  # 0.04
+    }
+    pinball = {**_flat(2.0), ("window_rms", 1): [9.0, 9.0]}  # pinball only breaks ties
+    scores = _scores(coverage, pinball)
+    table = per_candidate(scores)
+    assert table.loc[("none", 0), "calibration"] == pytest.approx(0.10)
+    assert table.loc[("window_rms", 2), "folds_in_75_85"] == 2
+    decision = decide(scores, current_option="none", current_seed=0)
+    assert (decision.option, decision.seed) == ("window_rms", 1)
+    assert decision.reasons[0].startswith("option: lowest calibration error (0.0217)")
+
+
+def test_calibration_within_one_point_is_a_tie_broken_by_pinball():
+    coverage = {k: [0.79, 0.80] for k in _flat(0)}
+    coverage["none", 1] = [0.78, 0.80]  # 0.01 vs 0.005: tied
+    pinball = {**_flat(2.0), ("none", 2): [1.0, 1.0]}  # none's mean pinball 5/3 < 2
+    decision = decide(_scores(coverage, pinball), current_option="window_rms", current_seed=0)
+    assert (decision.option, decision.seed) == ("none", 2)
+    assert "lowest pinball loss" in decision.reasons[1]
+
+
+def test_a_full_tie_keeps_the_config_as_it_is():
+    scores = _scores({k: [0.80, 0.81] for k in _flat(0)}, _flat(2.0))
+    decision = decide(scores, current_option="none", current_seed=1)
+    assert (decision.option, decision.seed) == ("none", 1)
+    decision = decide(scores, current_option="window_rms", current_seed=7)
+    assert (decision.option, decision.seed) == ("window_rms", 0)  # 7 is not a candidate
