@@ -50,6 +50,7 @@ _EXPORTS = {
     "to_streaming": "forecast.models",
     "TrainConfig": "forecast.train",
     "fit": "forecast.train",
+    "make_strategy": "forecast.distribute",
     "evaluate": "forecast.metrics",
     "evaluate_by_step": "forecast.metrics",
     "log_forecaster": "forecast.serving",

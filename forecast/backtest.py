@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import ForecastConfig
+from forecast.distribute import make_strategy
 from forecast.evaluate import baseline_forecasts, model_forecasts, score
 from forecast.fitting import train_model
 from forecast.prepare import Source, featurize, load_source, prepare_split
@@ -85,6 +86,7 @@ def run_backtest(
     """
     if folds is not None:
         config = replace(config, backtest=replace(config.backtest, folds=folds))
+    make_strategy(config.training.strategy)  # before any TensorFlow op; bad TF_CONFIG fails here
     mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
     source = source or load_source(config.data)
     frame, schema, freq = featurize(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import keras
 
 from forecast.config import ForecastConfig
+from forecast.distribute import even_batch_size, make_strategy
 from forecast.forecaster import Forecaster, PipelineState
 from forecast.models import build_model, compile_model, with_teacher_targets
 from forecast.prepare import Prepared
@@ -41,18 +42,9 @@ def check_compatible(config: ForecastConfig, prepared: Prepared) -> None:
         )
 
 
-def train_model(
-    config: ForecastConfig,
-    prepared: Prepared,
-    *,
-    callbacks: list[keras.callbacks.Callback] | tuple = (),
-    checkpoint_dir: str | None = None,
-) -> Fitted:
-    """Seed, build the model sized from the training windows, and fit it."""
-    check_compatible(config, prepared)
-    tc = config.training
-    seed_everything(tc.seed, deterministic=tc.deterministic)
-    train, val = prepared.windows["train"], prepared.windows["validation"]
+def _compiled_model(config: ForecastConfig, prepared: Prepared) -> keras.Model:
+    """The configured model, sized from the training windows and compiled."""
+    train = prepared.windows["train"]
     model = build_model(
         config.model,
         n_features=train.n_features,
@@ -61,12 +53,55 @@ def train_model(
         n_future=train.n_future,
         lookback=train.spec.lookback,
     )
-    compile_model(model, config.optimizer)
+    return compile_model(model, config.optimizer)
+
+
+def train_model(
+    config: ForecastConfig,
+    prepared: Prepared,
+    *,
+    callbacks: list[keras.callbacks.Callback] | tuple = (),
+    checkpoint_dir: str | None = None,
+) -> Fitted:
+    """Seed, build the model sized from the training windows, and fit it.
+
+    The model and its optimizer are created inside the scope of `training.strategy`
+    (`forecast.distribute.make_strategy`), so one code path trains on one device, on
+    every local GPU, or on the workers of TF_CONFIG; the datasets stay as they are and
+    Keras splits each global batch across the replicas.
+    """
+    check_compatible(config, prepared)
+    tc = config.training
+    strategy = make_strategy(tc.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if tc.batch_size % replicas:
+        raise ConfigError(
+            f"`training.batch_size` is the global batch, split evenly across the {replicas} "
+            f"replicas of `training.strategy: {tc.strategy}`: use a multiple of {replicas}. "
+            f"Received: batch_size={tc.batch_size}"
+        )
+    if replicas > 1 and config.window.dynamic:
+        # Keras 3.15 averages the first batch over the replicas to build the metrics, and
+        # TensorFlow cannot add up the boolean `mask` input of variable-length windows.
+        raise ConfigError(
+            f"`model.mode: dynamic` (masked, variable-length windows) cannot train on the "
+            f"{replicas} replicas of `training.strategy: {tc.strategy}` with Keras "
+            f"{keras.__version__}: use static windows, or `training.strategy: none`."
+        )
+    seed_everything(tc.seed, deterministic=tc.deterministic)
+    train, val = prepared.windows["train"], prepared.windows["validation"]
+    with strategy.scope():  # variables (weights, optimizer slots) mirror across replicas
+        model = _compiled_model(config, prepared)
     bucket = config.window.dynamic
     train_ds = to_dataset(
-        train, batch_size=tc.batch_size, shuffle=True, seed=tc.seed, bucket=bucket
+        train,
+        batch_size=even_batch_size(tc.batch_size, len(train), replicas),
+        shuffle=True,
+        seed=tc.seed,
+        bucket=bucket,
     )
-    val_ds = to_dataset(val, batch_size=max(tc.batch_size, 512))
+    val_batch = max(tc.batch_size, 512 - 512 % replicas)  # a multiple of the replicas
+    val_ds = to_dataset(val, batch_size=even_batch_size(val_batch, len(val), replicas))
     if config.model.head == "seq2seq":
         # Teacher forcing: the decoder sees the true previous targets during training only.
         train_ds = train_ds.map(lambda x, y: (with_teacher_targets(x, y), y))
@@ -79,6 +114,14 @@ def train_model(
             checkpoint_dir=checkpoint_dir or tmp,
             callbacks=list(callbacks),
         )
+    if tc.strategy != "none":
+        # A model built in a strategy's scope keeps it: its `predict_on_batch` (used by
+        # evaluation and serving) runs the whole batch on every replica and returns the
+        # outputs of all of them, one after the other. Evaluate, save and serve a plain
+        # copy with the trained weights (its optimizer state starts fresh).
+        plain = _compiled_model(config, prepared)
+        plain.set_weights(model.get_weights())
+        model = plain
     state = PipelineState(
         raw_schema=prepared.raw_schema,
         policy=prepared.policy,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from forecast import plots
 from forecast.config import ForecastConfig
+from forecast.distribute import make_strategy
 from forecast.evaluate import (
     RANDOM_WALK,
     Forecasts,
@@ -161,6 +162,7 @@ def train_job(
         register: override `config.tracking.register`.
         callbacks: extra Keras callbacks (progress reporting).
     """
+    make_strategy(config.training.strategy)  # before any TensorFlow op; bad TF_CONFIG fails here
     uri = resolve_tracking_uri(config.tracking.tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # the model registry lives in the same store as the runs

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from forecast._config_utils import check_keys
+from forecast.distribute import check_strategy
 from pipelines.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ class TrainConfig:
             gives the same metrics on CPU.
         verbose: "auto" shows a progress bar on a terminal and stays quiet otherwise;
             0, 1 or 2 as in `keras.Model.fit`.
+        strategy: where training runs (`forecast.distribute`): ``none`` (one device),
+            ``mirrored`` (every visible GPU, else every logical CPU) or ``multi_worker``
+            (the machines of the TF_CONFIG environment variable; one with Keras 3.15).
+            `batch_size` is then the global batch, split evenly across the replicas.
     """
 
     epochs: int = 20
@@ -45,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True
     verbose: str | int = "auto"
+    strategy: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -66,6 +72,7 @@ class TrainConfig:
             raise ConfigError(
                 f"`verbose` must be one of 'auto', 0, 1, 2. Received: verbose={self.verbose!r}"
             )
+        check_strategy(self.strategy)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
