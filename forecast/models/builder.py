@@ -154,8 +154,11 @@ def build_network(
     mask, future = inputs.get("mask"), inputs.get("future")
 
     past, scale = inputs["past"], None
-    if spec.target_scaling == "window_rms":
-        scale = WindowRMS(n_targets, dtype="float32", name="target_scale")(past, past_mask=mask)
+    if spec.target_scaling != "none":
+        # window_rms: plain mean; ewma_rms: exponentially weighted (halflife set by the spec).
+        scale = WindowRMS(
+            n_targets, halflife=spec.target_scale_halflife, dtype="float32", name="target_scale"
+        )(past, past_mask=mask)
         past = DivideTargets(n_targets, dtype="float32", name="scaled_past")(past, scale)
     h, states = _encoder(spec, past, mask, stateful=stateful)
     if spec.head == "direct":

@@ -3,7 +3,9 @@
 With ``ModelSpec(target_scaling="window_rms")`` the model divides the target channels of
 ``past`` (its first T features, docs/contracts.md) by their root mean square over the
 window's valid steps, and multiplies the forecast and every quantile by the same number on
-the way out. The model is then scale-equivariant in the targets: a window whose targets are
+the way out. ``target_scaling="ewma_rms"`` does the same with an exponentially weighted RMS
+(RiskMetrics-style: the latest steps weigh most, halving every ``target_scale_halflife``
+valid steps back), which follows a change of volatility faster than the plain mean. The model is then scale-equivariant in the targets: a window whose targets are
 twice as large gets forecasts and intervals twice as wide, so a quieter or wilder regime
 than the training data's moves the interval with it (the per-window scaling of DeepAR and
 RevIN, without centring: the window mean of daily returns is mostly noise).
@@ -25,28 +27,48 @@ EPSILON = 1e-4
 class WindowRMS(keras.layers.Layer):
     """Root mean square of each target over a window's valid steps: past (B, L, F) -> (B, T).
 
-    Padded steps (``past_mask`` False) are left out of the mean, whatever they hold, so a
-    padded and masked window has the scale of the same window unpadded. The result is at
-    least `epsilon`, so an all-zero window gives a finite scale.
+    With `halflife` None every valid step weighs the same. With a half-life h the mean is
+    exponentially weighted: step t weighs ``0.5 ** (k_t / h)``, k_t being the number of
+    *valid* steps after t (the last valid step weighs 1), and the weights are normalised
+    over the valid steps. Padded steps (``past_mask`` False) weigh nothing, whatever they
+    hold and wherever they are, so a padded and masked window has the scale of the same
+    window unpadded. The result is at least `epsilon`, so an all-zero window gives a finite
+    scale.
 
     Args:
         n_targets: T, the targets are the first T features of ``past``.
         epsilon: the smallest scale returned.
+        halflife: None for the plain mean, else the half-life of the weights in steps (> 0).
     """
 
-    def __init__(self, n_targets: int, epsilon: float = EPSILON, **kwargs: Any):
+    def __init__(
+        self,
+        n_targets: int,
+        epsilon: float = EPSILON,
+        halflife: float | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.n_targets, self.epsilon = int(n_targets), float(epsilon)
+        if halflife is not None and not halflife > 0:
+            raise ValueError(f"`halflife` must be > 0 or None. Received: halflife={halflife!r}")
+        self.halflife = None if halflife is None else float(halflife)
 
     def call(self, past: Any, past_mask: Any = None) -> Any:
         y = ops.cast(past[..., : self.n_targets], "float32")  # (B, L, T)
         if past_mask is None:
-            mean_square = ops.mean(ops.square(y), axis=1)  # (B, T)
+            valid = ops.ones_like(y[..., :1], dtype="bool")  # (B, L, 1)
         else:
             valid = ops.expand_dims(ops.cast(past_mask, "bool"), -1)  # (B, L, 1)
-            total = ops.sum(ops.where(valid, ops.square(y), 0.0), axis=1)  # (B, T)
-            count = ops.sum(ops.cast(valid, "float32"), axis=1)  # (B, 1)
-            mean_square = total / ops.maximum(count, 1.0)
+        weight = ops.cast(valid, "float32")  # (B, L, 1)
+        if self.halflife is not None:
+            # Valid steps after each step: all valid steps minus those up to it.
+            after = ops.sum(weight, axis=1, keepdims=True) - ops.cumsum(weight, axis=1)
+            weight = weight * ops.power(0.5, after / self.halflife)  # (B, L, 1)
+        # where, not a product: a padded step may hold inf or NaN.
+        total = ops.sum(ops.where(valid, weight * ops.square(y), 0.0), axis=1)  # (B, T)
+        # The weights of a window with a valid step sum to >= 1 (its last one weighs 1).
+        mean_square = total / ops.maximum(ops.sum(weight, axis=1), 1.0)  # (B, T)
         # The floor goes inside the root: sqrt has an infinite slope at 0.
         return ops.sqrt(ops.maximum(mean_square, self.epsilon**2))  # (B, T)
 
@@ -54,7 +76,12 @@ class WindowRMS(keras.layers.Layer):
         return (past_shape[0], self.n_targets)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "n_targets": self.n_targets, "epsilon": self.epsilon}
+        return {
+            **super().get_config(),
+            "n_targets": self.n_targets,
+            "epsilon": self.epsilon,
+            "halflife": self.halflife,
+        }
 
 
 def _per_target(scale: Any, rank: int) -> Any:

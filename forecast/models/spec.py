@@ -17,7 +17,8 @@ MODES = ("static", "dynamic")
 HEADS = ("direct", "seq2seq")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 FUTURE_MODES = ("flatten", "per_step")
-TARGET_SCALINGS = ("none", "window_rms")
+TARGET_SCALINGS = ("none", "window_rms", "ewma_rms")
+DEFAULT_HALFLIFE = 10  # steps; `target_scale_halflife` when ewma_rms is chosen without one
 KERNEL_INITIALIZERS = (
     "glorot_uniform",
     "glorot_normal",
@@ -136,7 +137,10 @@ class ModelSpec(_Spec):
         target_scaling: ``none``, or ``window_rms``: divide each window's targets by their
             root mean square over its valid steps and multiply the forecasts and quantiles
             by it, so the model is scale-equivariant in the targets
-            (`forecast.models.scaling`).
+            (`forecast.models.scaling`); or ``ewma_rms``: the same with an exponentially
+            weighted RMS, the latest steps weighted most.
+        target_scale_halflife: half-life in valid steps of the ``ewma_rms`` weights, an
+            integer >= 1 (10 when left unset); must be unset (None) with any other scaling.
     """
 
     section: ClassVar[str] = "model"
@@ -159,6 +163,7 @@ class ModelSpec(_Spec):
     l2: float = 0.0
     precision: str = "float32"
     target_scaling: str = "none"
+    target_scale_halflife: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", _units_tuple(self.units))
@@ -181,6 +186,7 @@ class ModelSpec(_Spec):
             _check_number(name, getattr(self, name), low=0.0, high=0.99)
         for name in ("l1", "l2"):
             _check_number(name, getattr(self, name), low=0.0)
+        _check_halflife(self)
         if self.unroll and self.mode != "static":
             raise ConfigError(
                 "`unroll=True` needs a fixed time dimension, i.e. mode='static'. "
@@ -196,6 +202,26 @@ class ModelSpec(_Spec):
     def is_quantile(self) -> bool:
         """True when the model also outputs quantiles."""
         return bool(self.quantiles)
+
+
+def _check_halflife(spec: ModelSpec) -> None:
+    """Fill in the default half-life of ewma_rms; refuse one set with any other scaling."""
+    value = spec.target_scale_halflife
+    if spec.target_scaling != "ewma_rms":
+        if value is not None:
+            raise ConfigError(
+                "`target_scale_halflife` applies only with target_scaling='ewma_rms'; leave "
+                f"it unset otherwise. Received: target_scale_halflife={value!r}, "
+                f"target_scaling={spec.target_scaling!r}"
+            )
+        return
+    if value is None:
+        object.__setattr__(spec, "target_scale_halflife", DEFAULT_HALFLIFE)
+    elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(
+            "`target_scale_halflife` must be an integer >= 1 (steps). "
+            f"Received: target_scale_halflife={value!r}"
+        )
 
 
 def _units_tuple(value: Any) -> tuple[int, ...]:

@@ -83,6 +83,12 @@ def test_keras_files_reload_in_a_fresh_process(tmp_path):
             "quantiles": (0.1, 0.5, 0.9),
             "target_scaling": "window_rms",
         },
+        "ewma": {
+            "mode": "dynamic",
+            "quantiles": (0.1, 0.5, 0.9),
+            "target_scaling": "ewma_rms",
+            "target_scale_halflife": 2,
+        },
     }
     expected = {}
     for name, spec in variants.items():
