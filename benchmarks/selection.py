@@ -6,8 +6,9 @@ Run from the repository root::
         --config configs/eustockmarkets.yaml
     ... -m benchmarks.selection --config configs/eustockmarkets.yaml --quick   # smoke run
 
-The candidates are the config with ``model.target_scaling`` set to each of `OPTIONS`, each
-trained with every seed in `SEEDS` (``training.seed``). Each candidate goes through
+The candidates are the config with its target scaling set to each of `OPTIONS` (a name ->
+``model.target_scaling`` and ``model.target_scale_halflife``), each trained with every seed
+in `SEEDS` (``training.seed``). Each candidate goes through
 `forecast.backtest.run_backtest` (scaler and model refit per fold, early stopping on the
 ``validation_steps`` just before each origin) on the rows *before* the test part of the
 config's own chronological split: the script computes that split as `prepare` does, sets
@@ -20,14 +21,16 @@ next 120 business days (about 5.5 months) and stopping early on the 120 before i
 expands from the first row. On eustockmarkets the scored spans run from late 1993 to July
 1997: the 1994 bond sell-off, the calm of 1995-1996 and the volatile first half of 1997.
 
-Decision rule (`decide`, written down before any candidate was scored):
+Decision rule (`decide`, written down before any candidate was scored; unchanged when the
+ewma_rms options were added in a third round, benchmarks/RESULTS.md):
 
 1. Calibration across regimes: for each candidate, the mean over folds of
    ``|coverage_80 - 0.80|``; an option's score is the mean of that over its seeds.
 2. The option with the lowest score wins. Options within `COVERAGE_TIE` of the lowest are
-   tied; among tied options the lowest mean pinball loss (over folds, then seeds) wins;
-   options within `PINBALL_TIE` (relative) of that are still tied, and then the config's
-   current option is kept if it is among them, else the first in `OPTIONS` order.
+   tied (any number of them); among tied options the lowest mean pinball loss (over folds,
+   then seeds) wins; options within `PINBALL_TIE` (relative) of that are still tied, and
+   then the config's current option is kept if it is among them, else the first in
+   `OPTIONS` order.
 3. The seed of the chosen option is picked by the same two steps over its seeds alone; a
    remaining tie keeps the config's current seed if tied, else the lowest seed.
 
@@ -51,10 +54,18 @@ import pandas as pd  # noqa: E402
 
 from forecast.backtest import fold_splits, run_backtest  # noqa: E402
 from forecast.config import BacktestConfig, ForecastConfig, load_config  # noqa: E402
+from forecast.models import ModelSpec  # noqa: E402
 from forecast.prepare import Source, featurize, load_source  # noqa: E402
 from pipelines.split import split_by_time  # noqa: E402
 
-OPTIONS = ("none", "window_rms")
+# name -> (model.target_scaling, model.target_scale_halflife), in tie-break order.
+OPTIONS: dict[str, tuple[str, int | None]] = {
+    "none": ("none", None),
+    "window_rms": ("window_rms", None),
+    "ewma_rms_hl5": ("ewma_rms", 5),
+    "ewma_rms_hl10": ("ewma_rms", 10),
+    "ewma_rms_hl20": ("ewma_rms", 20),
+}
 SEEDS = (0, 1, 2)
 BACKTEST = BacktestConfig(folds=8, test_steps=120, validation_steps=120, min_train=480)
 QUICK_BACKTEST = BacktestConfig(folds=2, test_steps=120, validation_steps=120, min_train=480)
@@ -109,16 +120,24 @@ def pre_test(config: ForecastConfig, backtest: BacktestConfig) -> PreTest:
     return PreTest(cut, cut_source, first_test, last_kept, pd.DataFrame(rows))
 
 
+def option_name(model: ModelSpec) -> str:
+    """The `OPTIONS` name of a model spec's target scaling (a new name if it has none)."""
+    setting = (model.target_scaling, model.target_scale_halflife)
+    names = [name for name, value in OPTIONS.items() if value == setting]
+    return names[0] if names else f"{setting[0]}_hl{setting[1]}"
+
+
 def candidate(config: ForecastConfig, option: str, seed: int) -> ForecastConfig:
-    """`config` with ``model.target_scaling`` and ``training.seed`` set."""
+    """`config` with the target scaling of `OPTIONS[option]` and ``training.seed`` set."""
+    scaling, halflife = OPTIONS[option]
     return replace(
         config,
-        model=replace(config.model, target_scaling=option),
+        model=replace(config.model, target_scaling=scaling, target_scale_halflife=halflife),
         training=replace(config.training, seed=seed),
     )
 
 
-def run_candidates(cut: PreTest, options: tuple[str, ...], seeds: tuple[int, ...]) -> pd.DataFrame:
+def run_candidates(cut: PreTest, options: list[str], seeds: tuple[int, ...]) -> pd.DataFrame:
     """Backtest every (option, seed): tidy rows option, seed, fold, origin, model, metric, value."""
     frames = []
     with tempfile.TemporaryDirectory() as store, contextlib.chdir(store):
@@ -230,10 +249,16 @@ def report(cut: PreTest, scores: pd.DataFrame, decision: Decision) -> str:
             "-- per option (mean over seeds) --",
             options.to_string(float_format=lambda x: f"{x:.4f}"),
             "",
-            f"decision: target_scaling={decision.option}, training.seed={decision.seed}",
+            f"decision: {decision.option} {_setting(decision.option)}, "
+            f"training.seed={decision.seed}",
             *(f"  {r}" for r in decision.reasons),
         ]
     )
+
+
+def _setting(option: str) -> str:
+    scaling, halflife = OPTIONS.get(option, (option, None))
+    return f"(target_scaling={scaling}, target_scale_halflife={halflife})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start: {os.getloadavg()[0]:.2f} (CPUs: {os.cpu_count()})")
     start = time.perf_counter()
     cut = pre_test(config, backtest)
-    scores = run_candidates(cut, OPTIONS, seeds)
+    scores = run_candidates(cut, list(OPTIONS), seeds)
     decision = decide(
-        scores, current_option=config.model.target_scaling, current_seed=config.training.seed
+        scores, current_option=option_name(config.model), current_seed=config.training.seed
     )
     print(report(cut, scores, decision))
     print(

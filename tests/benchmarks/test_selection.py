@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmarks.selection import decide, per_candidate
+from benchmarks.selection import OPTIONS, candidate, decide, option_name, per_candidate
+from forecast.config import load_config
+from tests.conftest import REPO_ROOT
 
 
 def _scores(coverage, pinball):
@@ -58,3 +60,43 @@ def test_a_full_tie_keeps_the_config_as_it_is():
     assert (decision.option, decision.seed) == ("none", 1)
     decision = decide(scores, current_option="window_rms", current_seed=7)
     assert (decision.option, decision.seed) == ("window_rms", 0)  # 7 is not a candidate
+
+
+def _five(value):
+    return {(o, s): [value, value] for o in OPTIONS for s in (0, 1, 2)}
+
+
+def test_five_options_tied_on_calibration_go_to_the_lowest_pinball():
+    coverage = {**_five(0.80), **{("none", s): [0.70, 0.70] for s in (0, 1, 2)}}
+    coverage["ewma_rms_hl20", 0] = [0.79, 0.80]  # 0.005 from the best: still tied
+    pinball = {**_five(2.0), **{("ewma_rms_hl10", s): [1.9, 1.9] for s in (0, 1, 2)}}
+    decision = decide(_scores(coverage, pinball), current_option="none", current_seed=0)
+    assert (decision.option, decision.seed) == ("ewma_rms_hl10", 0)
+    tied = "['window_rms', 'ewma_rms_hl5', 'ewma_rms_hl10', 'ewma_rms_hl20']"
+    assert decision.reasons[0] == f"option: calibration within 0.01 of 0.0000: {tied}"
+
+
+def test_a_full_tie_of_new_options_goes_to_the_first_in_options_order():
+    coverage = {**_five(0.80), **{("none", s): [0.70, 0.70] for s in (0, 1, 2)}}
+    coverage.update({("window_rms", s): [0.70, 0.70] for s in (0, 1, 2)})
+    decision = decide(_scores(coverage, _five(2.0)), current_option="none", current_seed=0)
+    assert (decision.option, decision.seed) == ("ewma_rms_hl5", 0)
+    decision = decide(_scores(coverage, _five(2.0)), current_option="ewma_rms_hl20", current_seed=2)
+    assert (decision.option, decision.seed) == ("ewma_rms_hl20", 2)
+
+
+def test_candidates_set_scaling_and_halflife_and_name_back():
+    config = load_config(REPO_ROOT / "configs" / "eustockmarkets.yaml")
+    assert option_name(config.model) == "none"
+    for option, (scaling, halflife) in OPTIONS.items():
+        model = candidate(config, option, seed=2).model
+        assert (model.target_scaling, model.target_scale_halflife) == (scaling, halflife)
+        assert option_name(model) == option
+        # and back from an ewma config to the others
+        again = candidate(candidate(config, "ewma_rms_hl5", 0), option, seed=1)
+        assert option_name(again.model) == option
+    assert [OPTIONS[o] for o in OPTIONS if o.startswith("ewma")] == [
+        ("ewma_rms", 5),
+        ("ewma_rms", 10),
+        ("ewma_rms", 20),
+    ]
