@@ -275,8 +275,33 @@ def fused_inner_loop(
     return out[:, -1], out, states
 
 
+class _FusedLoop:
+    """What `FusedLSTM` and `FusedGRU` add to Keras' layers: the `fused` switch and the loop.
+
+    Listed before the Keras layer in the bases, so ``super()`` reaches `keras.layers.LSTM`
+    / `GRU` for everything this class does not override.
+    """
+
+    def __init__(self, *args: Any, fused: bool = True, **kwargs: Any) -> None:
+        fused = _check_fused(fused)
+        super().__init__(*args, **kwargs)
+        self.fused = fused
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if isinstance(mask, list | tuple):
+            mask = mask[0]
+        if not uses_fused_path(self):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        # The LSTM carries (h, c); the GRU gets h alone or in a one-element list.
+        states = list(initial_state) if isinstance(initial_state, list | tuple) else [initial_state]
+        return fused_inner_loop(self, sequences, states, mask, training)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "fused": self.fused}
+
+
 @keras.saving.register_keras_serializable(package="forecast")
-class FusedLSTM(keras.layers.LSTM):
+class FusedLSTM(_FusedLoop, keras.layers.LSTM):
     """`keras.layers.LSTM` with a faster CPU loop; same arguments, weights and results.
 
     Args:
@@ -291,24 +316,9 @@ class FusedLSTM(keras.layers.LSTM):
         TensorShape([4, 10, 16])
     """
 
-    def __init__(self, *args: Any, fused: bool = True, **kwargs: Any) -> None:
-        fused = _check_fused(fused)
-        super().__init__(*args, **kwargs)
-        self.fused = fused
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if isinstance(mask, list | tuple):
-            mask = mask[0]
-        if not uses_fused_path(self):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
-        return fused_inner_loop(self, sequences, list(initial_state), mask, training)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "fused": self.fused}
-
 
 @keras.saving.register_keras_serializable(package="forecast")
-class FusedGRU(keras.layers.GRU):
+class FusedGRU(_FusedLoop, keras.layers.GRU):
     """`keras.layers.GRU` with a faster CPU loop; same arguments, weights and results.
 
     The fused loop covers ``reset_after=True`` (Keras' default and the cuDNN layout);
@@ -319,20 +329,3 @@ class FusedGRU(keras.layers.GRU):
         fused: run the fused CPU loop when possible; False always runs Keras' one.
         **kwargs: keyword arguments of `keras.layers.GRU`.
     """
-
-    def __init__(self, *args: Any, fused: bool = True, **kwargs: Any) -> None:
-        fused = _check_fused(fused)
-        super().__init__(*args, **kwargs)
-        self.fused = fused
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if isinstance(mask, list | tuple):
-            mask = mask[0]
-        if not uses_fused_path(self):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
-        if isinstance(initial_state, list | tuple):
-            initial_state = initial_state[0]
-        return fused_inner_loop(self, sequences, [initial_state], mask, training)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "fused": self.fused}
