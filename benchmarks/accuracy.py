@@ -138,7 +138,9 @@ def run_config(path: str, overrides: tuple[str, ...] = ()) -> Result:
     returns = _is_returns(prepared)
     tables = {}
     for part in PARTS:
-        forecasts = model_forecasts(fitted.model, prepared, part)
+        forecasts = model_forecasts(
+            fitted.model, prepared, part, calibration=config.calibration.windows
+        )
         base = baseline_forecasts(prepared, part, config.evaluation.baselines)
         tables[part] = wide(score(prepared, part, forecasts, base, directional=returns))
     return Result(

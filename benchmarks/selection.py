@@ -6,9 +6,9 @@ Run from the repository root::
         --config configs/eustockmarkets.yaml
     ... -m benchmarks.selection --config configs/eustockmarkets.yaml --quick   # smoke run
 
-The candidates are the config with its target scaling set to each of `OPTIONS` (a name ->
-``model.target_scaling`` and ``model.target_scale_halflife``), each trained with every seed
-in `SEEDS` (``training.seed``). Each candidate goes through
+The candidates are the config with each of `OPTIONS` (a name -> ``model.target_scaling``,
+``model.target_scale_halflife`` and ``calibration.windows``), each trained with every seed
+in `SEEDS` (``training.seed``); ``--options`` runs some of them only. Each candidate goes through
 `forecast.backtest.run_backtest` (scaler and model refit per fold, early stopping on the
 ``validation_steps`` just before each origin) on the rows *before* the test part of the
 config's own chronological split: the script computes that split as `prepare` does, sets
@@ -22,7 +22,8 @@ expands from the first row. On eustockmarkets the scored spans run from late 199
 1997: the 1994 bond sell-off, the calm of 1995-1996 and the volatile first half of 1997.
 
 Decision rule (`decide`, written down before any candidate was scored; unchanged when the
-ewma_rms options were added in a third round, benchmarks/RESULTS.md):
+ewma_rms options were added in a third round and the rolling recalibration options
+(`forecast.calibration`) in a fourth, benchmarks/RESULTS.md):
 
 1. Calibration across regimes: for each candidate, the mean over folds of
    ``|coverage_80 - 0.80|``; an option's score is the mean of that over its seeds.
@@ -54,17 +55,20 @@ import pandas as pd  # noqa: E402
 
 from forecast.backtest import fold_splits, run_backtest  # noqa: E402
 from forecast.config import BacktestConfig, ForecastConfig, load_config  # noqa: E402
-from forecast.models import ModelSpec  # noqa: E402
 from forecast.prepare import Source, featurize, load_source  # noqa: E402
 from pipelines.split import split_by_time  # noqa: E402
 
-# name -> (model.target_scaling, model.target_scale_halflife), in tie-break order.
-OPTIONS: dict[str, tuple[str, int | None]] = {
-    "none": ("none", None),
-    "window_rms": ("window_rms", None),
-    "ewma_rms_hl5": ("ewma_rms", 5),
-    "ewma_rms_hl10": ("ewma_rms", 10),
-    "ewma_rms_hl20": ("ewma_rms", 20),
+# name -> (model.target_scaling, model.target_scale_halflife, calibration.windows), in
+# tie-break order. Round 4 added the rolling recalibration over the last 60 (a quarter of
+# business days) and 120 (half a year, one backtest fold) forecasts of each series.
+OPTIONS: dict[str, tuple[str, int | None, int]] = {
+    "none": ("none", None, 0),
+    "window_rms": ("window_rms", None, 0),
+    "ewma_rms_hl5": ("ewma_rms", 5, 0),
+    "ewma_rms_hl10": ("ewma_rms", 10, 0),
+    "ewma_rms_hl20": ("ewma_rms", 20, 0),
+    "recalibrate_60": ("none", None, 60),
+    "recalibrate_120": ("none", None, 120),
 }
 SEEDS = (0, 1, 2)
 BACKTEST = BacktestConfig(folds=8, test_steps=120, validation_steps=120, min_train=480)
@@ -120,19 +124,21 @@ def pre_test(config: ForecastConfig, backtest: BacktestConfig) -> PreTest:
     return PreTest(cut, cut_source, first_test, last_kept, pd.DataFrame(rows))
 
 
-def option_name(model: ModelSpec) -> str:
-    """The `OPTIONS` name of a model spec's target scaling (a new name if it has none)."""
-    setting = (model.target_scaling, model.target_scale_halflife)
+def option_name(config: ForecastConfig) -> str:
+    """The `OPTIONS` name of a config's setting (a new name if it has none)."""
+    model = config.model
+    setting = (model.target_scaling, model.target_scale_halflife, config.calibration.windows)
     names = [name for name, value in OPTIONS.items() if value == setting]
-    return names[0] if names else f"{setting[0]}_hl{setting[1]}"
+    return names[0] if names else "{}_hl{}_k{}".format(*setting)
 
 
 def candidate(config: ForecastConfig, option: str, seed: int) -> ForecastConfig:
-    """`config` with the target scaling of `OPTIONS[option]` and ``training.seed`` set."""
-    scaling, halflife = OPTIONS[option]
+    """`config` with the setting of `OPTIONS[option]` and ``training.seed`` set."""
+    scaling, halflife, windows = OPTIONS[option]
     return replace(
         config,
         model=replace(config.model, target_scaling=scaling, target_scale_halflife=halflife),
+        calibration=replace(config.calibration, windows=windows),
         training=replace(config.training, seed=seed),
     )
 
@@ -257,8 +263,11 @@ def report(cut: PreTest, scores: pd.DataFrame, decision: Decision) -> str:
 
 
 def _setting(option: str) -> str:
-    scaling, halflife = OPTIONS.get(option, (option, None))
-    return f"(target_scaling={scaling}, target_scale_halflife={halflife})"
+    scaling, halflife, windows = OPTIONS.get(option, (option, None, 0))
+    return (
+        f"(target_scaling={scaling}, target_scale_halflife={halflife}, "
+        f"calibration.windows={windows})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,19 +278,25 @@ def main(argv: list[str] | None = None) -> int:
         "--set", dest="overrides", action="append", default=[], help="key.sub=value override"
     )
     parser.add_argument("--csv", help="also write every fold score here as tidy rows")
+    parser.add_argument(
+        "--options",
+        nargs="+",
+        choices=list(OPTIONS),
+        default=list(OPTIONS),
+        help="candidates to run (default: all, in OPTIONS order)",
+    )
     args = parser.parse_args(argv)
     overrides = tuple(args.overrides) + (QUICK_OVERRIDES if args.quick else ())
     config = load_config(args.config, overrides)
     backtest = QUICK_BACKTEST if args.quick else BACKTEST
     seeds = (0,) if args.quick else SEEDS
-    print(f"selection: {args.config}, options {list(OPTIONS)}, seeds {list(seeds)}, {backtest}")
+    options = [o for o in OPTIONS if o in args.options]
+    print(f"selection: {args.config}, options {options}, seeds {list(seeds)}, {backtest}")
     print(f"load average at start: {os.getloadavg()[0]:.2f} (CPUs: {os.cpu_count()})")
     start = time.perf_counter()
     cut = pre_test(config, backtest)
-    scores = run_candidates(cut, list(OPTIONS), seeds)
-    decision = decide(
-        scores, current_option=option_name(config.model), current_seed=config.training.seed
-    )
+    scores = run_candidates(cut, options, seeds)
+    decision = decide(scores, current_option=option_name(config), current_seed=config.training.seed)
     print(report(cut, scores, decision))
     print(
         f"total {time.perf_counter() - start:.0f} s; load average at end: {os.getloadavg()[0]:.2f}"

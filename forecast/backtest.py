@@ -110,7 +110,9 @@ def run_backtest(
             ):
                 prepared = prepare_split(config, source, frame, schema, freq, split)
                 fitted = train_model(config, prepared)
-                forecasts = model_forecasts(fitted.model, prepared, "test")
+                forecasts = model_forecasts(
+                    fitted.model, prepared, "test", calibration=config.calibration.windows
+                )
                 base = baseline_forecasts(prepared, "test", config.evaluation.baselines)
                 table = score(prepared, "test", forecasts, base)
                 log_metrics(table_metric_names(table, split="test"))

@@ -14,6 +14,7 @@ import yaml
 
 from forecast._config_utils import check_keys
 from forecast.baselines import BASELINES
+from forecast.calibration import CalibrationConfig
 from forecast.models.spec import ModelSpec, OptimizerSpec
 from forecast.train import TrainConfig
 from pipelines.errors import ConfigError
@@ -234,6 +235,7 @@ _SECTIONS: dict[str, type] = {
     "optimizer": OptimizerSpec,
     "training": TrainConfig,
     "evaluation": EvaluationConfig,
+    "calibration": CalibrationConfig,
     "backtest": BacktestConfig,
     "tracking": TrackingConfig,
 }
@@ -241,7 +243,8 @@ _SECTIONS: dict[str, type] = {
 
 @dataclass(frozen=True)
 class ForecastConfig:
-    """A whole job: data, split, scale, windows, model, training, evaluation, tracking."""
+    """A whole job: data, split, scale, windows, model, training, evaluation, calibration,
+    backtest, tracking."""
 
     name: str
     data: DataConfig
@@ -252,8 +255,17 @@ class ForecastConfig:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     training: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        if self.calibration.windows and not self.model.quantiles:
+            raise ConfigError(
+                "`calibration.windows` recalibrates a quantile head: set `model.quantiles` "
+                f"(with 0.5), or set `calibration.windows: 0`. Received: "
+                f"windows={self.calibration.windows}, quantiles={list(self.model.quantiles)}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastConfig:

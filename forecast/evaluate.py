@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from forecast.baselines import make_baseline
+from forecast.calibration import check_used, recalibrate
 from forecast.metrics import evaluate, evaluate_by_step
 from forecast.models import check_mask
 from forecast.prepare import Prepared
-from pipelines.errors import DataValidationError
-from pipelines.window import Windows
+from pipelines.errors import ConfigError, DataValidationError
+from pipelines.window import Windows, make_windows
 
 
 @dataclass(frozen=True)
@@ -50,21 +51,96 @@ def predict_windows(
 
 
 def model_forecasts(
-    model: keras.Model, prepared: Prepared, part: str, *, batch_size: int = 1024
+    model: keras.Model,
+    prepared: Prepared,
+    part: str,
+    *,
+    calibration: int = 0,
+    batch_size: int = 1024,
 ) -> Forecasts:
-    """The model's forecasts for the windows of `part`, in original units."""
+    """The model's forecasts for the windows of `part`, in original units.
+
+    Args:
+        calibration: K of `forecast.calibration` (``calibration.windows``); 0 leaves the
+            quantiles as the network gives them. With K > 0 each window's quantiles are
+            corrected with the last K forecasts of its series whose outcomes are known at
+            its origin, read from the whole prepared frame: the same history a served
+            model reads, so evaluation scores exactly what serving returns.
+    """
+    levels = tuple(getattr(getattr(model, "spec", None), "quantiles", ()) or ())
+    if calibration and not levels:
+        raise ConfigError("`calibration.windows` > 0 needs a quantile head (`model.quantiles`).")
+    if calibration:
+        return _calibrated_forecasts(model, prepared, part, calibration, levels, batch_size)
     windows = prepared.windows[part]
     point, quantiles = predict_windows(model, windows, batch_size=batch_size)
-    levels = tuple(getattr(getattr(model, "spec", None), "quantiles", ()) or ())
     point = prepared.to_original(point, windows)
+    _check_finite(point, part)
+    if quantiles is not None:
+        quantiles = prepared.to_original(quantiles, windows)
+    return Forecasts(point=point, quantiles=quantiles, levels=levels)
+
+
+def _check_finite(point: np.ndarray, part: str) -> None:
     if not np.isfinite(point).all():
         raise DataValidationError(
             f"The model produced {int((~np.isfinite(point)).sum())} non-finite forecasts on "
             f"the {part} part; training diverged (lower the learning rate)."
         )
-    if quantiles is not None:
-        quantiles = prepared.to_original(quantiles, windows)
-    return Forecasts(point=point, quantiles=quantiles, levels=levels)
+
+
+def _calibrated_forecasts(
+    model: keras.Model,
+    prepared: Prepared,
+    part: str,
+    k: int,
+    levels: tuple[float, ...],
+    batch_size: int,
+) -> Forecasts:
+    """Forecasts of `part` recalibrated on earlier windows of the whole frame (any part)."""
+    split, spec = prepared.split, prepared.windows[part].spec
+    time_col = prepared.schema.time_col
+    times = split.frame[time_col].to_numpy()
+    stop = split.ranges.part(part).stop
+    observed = times < split.times[stop] if stop < len(split.times) else np.ones(len(times), bool)
+    every = make_windows(
+        prepared.scaler.transform(split.frame),
+        prepared.schema,
+        spec,
+        target_rows=observed,
+        on_short="skip",
+    )
+    scored = times[every.last + 1] >= split.times[split.ranges.part(part).start]
+    # Earlier windows that can correct a scored one: origins from (first origin - H - K).
+    first = np.full(len(every.series_ids), np.iinfo(np.int64).max)
+    np.minimum.at(first, every.series[scored], every.origin[scored])
+    needed = every.origin > first[every.series] - spec.horizon - k
+    every = every.take(needed)
+    scored = scored[needed]
+    if int(scored.sum()) != len(prepared.windows[part]):
+        raise RuntimeError(
+            f"Recalibration found {int(scored.sum())} windows of the {part} part, "
+            f"windowing found {len(prepared.windows[part])}."
+        )
+    point, quantiles = predict_windows(model, every, batch_size=batch_size)
+    point = prepared.to_original(point, every)
+    quantiles = prepared.to_original(quantiles, every)
+    y = prepared.to_original(every.target, every)
+    _check_finite(point[scored], part)
+    calibrated, used = recalibrate(
+        quantiles[scored],
+        levels,
+        series=every.series[scored],
+        origin=every.origin[scored],
+        past_series=every.series,
+        past_origin=every.origin,
+        past_quantiles=quantiles,
+        past_y=y,
+        horizon=spec.horizon,
+        windows=k,
+    )
+    check_used(used, k, f"{part} windows")
+    return Forecasts(point=point[scored], quantiles=calibrated, levels=levels)
 
 
 RANDOM_WALK = "random_walk"

@@ -131,5 +131,6 @@ def train_model(
         window=config.window,
         freq=prepared.freq,
         quantiles=tuple(config.model.quantiles),
+        calibration_windows=config.calibration.windows,
     )
     return Fitted(model=model, result=result, forecaster=Forecaster(model, state))

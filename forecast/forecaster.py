@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 import forecast.models  # noqa: F401 - registers the custom Keras objects for loading
+from forecast.calibration import check_used, recalibrate
 from forecast.evaluate import predict_windows
 from forecast.prepare import featurize
 from pipelines.errors import DataValidationError
@@ -26,7 +27,7 @@ from pipelines.features import FeatureSpec, future_features
 from pipelines.scale import SeriesScaler
 from pipelines.schema import SINGLE_SERIES_ID, SeriesSchema
 from pipelines.validate import ValidationPolicy
-from pipelines.window import WindowSpec, inference_windows
+from pipelines.window import Windows, WindowSpec, inference_windows, make_windows
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class PipelineState:
     window: WindowSpec
     freq: str | None
     quantiles: tuple[float, ...] = ()
+    calibration_windows: int = 0  # K of `forecast.calibration`; 0 = off
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class PipelineState:
             "window": self.window.to_dict(),
             "freq": self.freq,
             "quantiles": list(self.quantiles),
+            "calibration_windows": self.calibration_windows,
         }
 
     @classmethod
@@ -91,12 +94,19 @@ class PipelineState:
             window=WindowSpec.from_dict(d["window"]),
             freq=d["freq"],
             quantiles=tuple(d.get("quantiles", ())),
+            calibration_windows=int(d.get("calibration_windows", 0)),
         )
 
     @property
     def min_rows(self) -> int:
-        """Raw history rows a series needs: the window's minimum plus the feature warm-up."""
-        return self.window.min_history + self.features.warmup
+        """Raw history rows a series needs: the window's minimum plus the feature warm-up,
+        plus ``K + H - 1`` rows for the K earlier forecasts that recalibrate the quantiles."""
+        return self.window.min_history + self.features.warmup + self.calibration_rows
+
+    @property
+    def calibration_rows(self) -> int:
+        k = self.calibration_windows
+        return k + self.window.horizon - 1 if k else 0
 
     @property
     def output_columns(self) -> list[str]:
@@ -183,8 +193,45 @@ class Forecaster:
             )
         if not np.isfinite(point).all():
             raise DataValidationError("The model produced non-finite forecasts.")
+        if quantiles is not None and st.calibration_windows:
+            quantiles = self._recalibrate(scaled, windows, quantiles, batch_size)
         last = hist.groupby(ids, sort=False)[schema.time_col].max()
         return self._rows(windows.series_ids, last, point, quantiles)
+
+    def _recalibrate(
+        self, scaled: pd.DataFrame, windows: Windows, quantiles: np.ndarray, batch_size: int
+    ) -> np.ndarray:
+        """Quantiles corrected with the last K forecasts whose outcomes the history holds."""
+        st = self.state
+        k, h = st.calibration_windows, st.window.horizon
+        past = make_windows(scaled, st.schema, st.window, on_short="skip")
+        origin = windows.origin
+        keys = np.asarray(windows.series_ids, dtype=object)
+        past_keys = np.asarray(past.series_ids, dtype=object)[past.series]
+        t = dict(zip(keys, origin, strict=True))
+        start = np.array([t.get(key, -1) for key in past_keys]) - h - k
+        past = past.take(past.origin > start)  # only the last K + H - 1 origins
+        if len(past) == 0:
+            check_used(np.zeros(len(windows), np.int64), k, "forecasts")
+        _, past_q = predict_windows(self.model, past, batch_size=batch_size)
+        past_q = st.scaler.inverse_transform_target(past_q, past.series, series_ids=past.series_ids)
+        past_y = st.scaler.inverse_transform_target(
+            past.target, past.series, series_ids=past.series_ids
+        )
+        calibrated, used = recalibrate(
+            quantiles,
+            st.quantiles,
+            series=keys[windows.series],
+            origin=origin,
+            past_series=np.asarray(past.series_ids, dtype=object)[past.series],
+            past_origin=past.origin,
+            past_quantiles=past_q,
+            past_y=past_y,
+            horizon=h,
+            windows=k,
+        )
+        check_used(used, k, "forecasts")
+        return calibrated
 
     def _ids(self, frame: pd.DataFrame) -> np.ndarray:
         id_col = self.state.raw_schema.id_col
@@ -258,8 +305,16 @@ class Forecaster:
             kind = "dynamic (min_lookback)" if self.state.window.dynamic else "static"
             raise DataValidationError(
                 f"History too short: {listed} rows. This {kind} model needs at least "
-                f"{need} rows per series ({self.state.window.min_history} for the window "
-                f"plus {self.state.features.warmup} for feature warm-up)."
+                f"{need} rows per series ({self.state.window.min_history} for the window, "
+                f"{self.state.features.warmup} for feature warm-up"
+                + (
+                    f", {self.state.calibration_rows} for the "
+                    f"{self.state.calibration_windows} earlier forecasts that recalibrate "
+                    "its quantiles (calibration.windows)"
+                    if self.state.calibration_windows
+                    else ""
+                )
+                + ")."
             )
 
     def _future_times(self, last: pd.Series) -> dict[Any, pd.DatetimeIndex]:

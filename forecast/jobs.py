@@ -112,7 +112,9 @@ def _scores(
     """Tidy scores on validation and test, and the model's test forecasts."""
     frames = []
     for part in ("validation", "test"):
-        forecasts = model_forecasts(fitted.model, prepared, part)
+        forecasts = model_forecasts(
+            fitted.model, prepared, part, calibration=config.calibration.windows
+        )
         base = baseline_forecasts(prepared, part, config.evaluation.baselines)
         table = score(prepared, part, forecasts, base, directional=_is_returns(prepared))
         frames.append(table.assign(part=part))

@@ -63,7 +63,8 @@ def test_a_full_tie_keeps_the_config_as_it_is():
 
 
 def _five(value):
-    return {(o, s): [value, value] for o in OPTIONS for s in (0, 1, 2)}
+    """The five target-scaling options of rounds 1-3."""
+    return {(o, s): [value, value] for o in list(OPTIONS)[:5] for s in (0, 1, 2)}
 
 
 def test_five_options_tied_on_calibration_go_to_the_lowest_pinball():
@@ -85,18 +86,23 @@ def test_a_full_tie_of_new_options_goes_to_the_first_in_options_order():
     assert (decision.option, decision.seed) == ("ewma_rms_hl20", 2)
 
 
-def test_candidates_set_scaling_and_halflife_and_name_back():
+def test_candidates_set_scaling_halflife_and_calibration_and_name_back():
     config = load_config(REPO_ROOT / "configs" / "eustockmarkets.yaml")
-    assert option_name(config.model) == "none"
-    for option, (scaling, halflife) in OPTIONS.items():
-        model = candidate(config, option, seed=2).model
-        assert (model.target_scaling, model.target_scale_halflife) == (scaling, halflife)
-        assert option_name(model) == option
-        # and back from an ewma config to the others
-        again = candidate(candidate(config, "ewma_rms_hl5", 0), option, seed=1)
-        assert option_name(again.model) == option
-    assert [OPTIONS[o] for o in OPTIONS if o.startswith("ewma")] == [
-        ("ewma_rms", 5),
-        ("ewma_rms", 10),
-        ("ewma_rms", 20),
+    assert option_name(config) == "none"
+    for option, (scaling, halflife, windows) in OPTIONS.items():
+        made = candidate(config, option, seed=2)
+        assert (made.model.target_scaling, made.model.target_scale_halflife) == (scaling, halflife)
+        assert made.calibration.windows == windows
+        assert made.training.seed == 2
+        assert option_name(made) == option
+        # and back from an ewma or a recalibrated config to the others
+        for start in ("ewma_rms_hl5", "recalibrate_120"):
+            again = candidate(candidate(config, start, 0), option, seed=1)
+            assert option_name(again) == option
+    assert [OPTIONS[o] for o in OPTIONS if o.startswith(("ewma", "recal"))] == [
+        ("ewma_rms", 5, 0),
+        ("ewma_rms", 10, 0),
+        ("ewma_rms", 20, 0),
+        ("none", None, 60),
+        ("none", None, 120),
     ]
