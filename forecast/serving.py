@@ -153,7 +153,8 @@ def _id_type(forecaster: Forecaster) -> DataType:
 def example_history(forecaster: Forecaster, *, rows: int | None = None) -> pd.DataFrame:
     """A valid request for `forecaster`: one series of constant values on its time grid.
 
-    It has `rows` history rows (default: the full lookback plus feature warm-up) and, when
+    It has `rows` history rows (default: the full lookback plus feature warm-up, plus the
+    rows of the earlier forecasts that recalibrate a calibrated model's quantiles) and, when
     the model reads known-future covariates, `horizon` future rows with the target empty.
     The numbers mean nothing; it is the warm-up request and the default input example.
 
@@ -165,7 +166,8 @@ def example_history(forecaster: Forecaster, *, rows: int | None = None) -> pd.Da
     freq = st.freq or raw.freq
     if freq is None:
         raise ConfigError("The model has no data frequency; cannot build an example request.")
-    n_hist = rows if rows is not None else st.window.lookback + st.features.warmup
+    full = st.window.lookback + st.features.warmup + st.calibration_rows
+    n_hist = rows if rows is not None else full
     n_future = st.window.horizon if raw.future_covariates else 0
     times = pd.date_range(_EXAMPLE_START, periods=n_hist + n_future, freq=freq).as_unit("ns")
     frame = pd.DataFrame({raw.time_col: times})

@@ -3,6 +3,11 @@ quantiles from evaluation and from a served model given the same history."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from dataclasses import replace
+
+import mlflow
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -14,6 +19,7 @@ from forecast.evaluate import model_forecasts
 from forecast.fitting import train_model
 from forecast.forecaster import Forecaster
 from forecast.prepare import prepare
+from forecast.serving import example_history, log_forecaster
 from pipelines import datasets
 from pipelines.errors import ConfigError, DataValidationError
 
@@ -238,3 +244,23 @@ def test_calibrated_and_plain_forecasts_share_the_median_and_differ_in_width(tra
         width = scored.quantiles[..., 2] - scored.quantiles[..., 0]
         assert (width > 0).all()
         assert not np.allclose(width, plain.quantiles[..., 2] - plain.quantiles[..., 0])
+
+
+def test_logged_pyfunc_serves_the_recalibrated_quantiles(trained, tmp_path):
+    """The MLflow model (warmed up on its default example) returns what the forecaster does."""
+    _, _, fitted = trained
+    forecaster = fitted.forecaster
+    assert len(example_history(forecaster)) == forecaster.state.min_rows
+    request = RAW[RAW["series"].isin(["CAC", "SMI"])].groupby("series").tail(80)
+    with contextlib.chdir(tmp_path), mlflow.start_run():
+        info = log_forecaster(forecaster, name="stocks")
+        path = list(sys.path)  # loading puts the model's code folder on sys.path
+        try:
+            served = mlflow.pyfunc.load_model(info.model_uri).predict(request)
+        finally:
+            sys.path[:] = path
+    want = forecaster.predict(request)
+    cols = ["p10", "p50", "p90", "forecast"]
+    np.testing.assert_allclose(served[cols].to_numpy(), want[cols].to_numpy(), rtol=1e-6)
+    plain = Forecaster(forecaster.model, replace(forecaster.state, calibration_windows=0))
+    assert not np.allclose(plain.predict(request)[cols].to_numpy(), want[cols].to_numpy())
