@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.errors import ConfigError, DataValidationError
+from pipelines.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -151,17 +151,13 @@ def recalibrate(
     return out, used
 
 
-def check_used(used: np.ndarray, windows: int, what: str) -> None:
-    """Refuse forecasts with no earlier forecast to learn from; log those with fewer than K."""
-    if (used == 0).any():
-        raise DataValidationError(
-            f"{int((used == 0).sum())} {what} have no earlier forecast with a known outcome "
-            f"to recalibrate with (calibration.windows={windows}); send or keep more history."
-        )
+def warn_short(used: np.ndarray, windows: int, what: str) -> None:
+    """Log forecasts corrected with fewer than K earlier forecasts (none: left as they are)."""
     short = used < windows
     if short.any():
         log.warning(
-            "%d %s were recalibrated with fewer than %d earlier forecasts (min %d).",
+            "%d %s were recalibrated with fewer than %d earlier forecasts (min %d; with 0 "
+            "the quantiles are left as the network gave them).",
             int(short.sum()),
             what,
             windows,

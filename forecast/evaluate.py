@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.baselines import make_baseline
-from forecast.calibration import check_used, recalibrate
+from forecast.calibration import recalibrate, warn_short
 from forecast.metrics import evaluate, evaluate_by_step
 from forecast.models import check_mask
 from forecast.prepare import Prepared
@@ -139,7 +139,7 @@ def _calibrated_forecasts(
         horizon=spec.horizon,
         windows=k,
     )
-    check_used(used, k, f"{part} windows")
+    warn_short(used, k, f"{part} windows")
     return Forecasts(point=point[scored], quantiles=calibrated, levels=levels)
 
 

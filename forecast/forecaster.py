@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import forecast.models  # noqa: F401 - registers the custom Keras objects for loading
-from forecast.calibration import check_used, recalibrate
+from forecast.calibration import recalibrate
 from forecast.evaluate import predict_windows
 from forecast.prepare import featurize
 from pipelines.errors import DataValidationError
@@ -210,15 +210,23 @@ class Forecaster:
         past_keys = np.asarray(past.series_ids, dtype=object)[past.series]
         t = dict(zip(keys, origin, strict=True))
         start = np.array([t.get(key, -1) for key in past_keys]) - h - k
-        past = past.take(past.origin > start)  # only the last K + H - 1 origins
-        if len(past) == 0:
-            check_used(np.zeros(len(windows), np.int64), k, "forecasts")
+        keep = past.origin > start  # only the last K + H - 1 origins
+        past = past.take(keep)
+        counts = pd.Series(past_keys[keep]).value_counts()
+        missing = [key for key in keys if counts.get(key, 0) == 0]
+        if missing:  # history long enough, but cut by a gap just before the origin
+            raise DataValidationError(
+                f"Series {missing[:5]} have no earlier forecast with a known outcome since "
+                f"their last gap: this model recalibrates its quantiles with the last {k} "
+                f"(calibration.windows), so it needs {k + h - 1} rows after the gap beyond "
+                "its window."
+            )
         _, past_q = predict_windows(self.model, past, batch_size=batch_size)
         past_q = st.scaler.inverse_transform_target(past_q, past.series, series_ids=past.series_ids)
         past_y = st.scaler.inverse_transform_target(
             past.target, past.series, series_ids=past.series_ids
         )
-        calibrated, used = recalibrate(
+        calibrated, _ = recalibrate(
             quantiles,
             st.quantiles,
             series=keys[windows.series],
@@ -230,7 +238,6 @@ class Forecaster:
             horizon=h,
             windows=k,
         )
-        check_used(used, k, "forecasts")
         return calibrated
 
     def _ids(self, frame: pd.DataFrame) -> np.ndarray:

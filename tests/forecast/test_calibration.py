@@ -264,3 +264,15 @@ def test_logged_pyfunc_serves_the_recalibrated_quantiles(trained, tmp_path):
     np.testing.assert_allclose(served[cols].to_numpy(), want[cols].to_numpy(), rtol=1e-6)
     plain = Forecaster(forecaster.model, replace(forecaster.state, calibration_windows=0))
     assert not np.allclose(plain.predict(request)[cols].to_numpy(), want[cols].to_numpy())
+
+
+def test_first_training_windows_have_nothing_to_learn_from_and_stay_as_given(trained, caplog):
+    _, prepared, fitted = trained
+    scored = model_forecasts(fitted.model, prepared, "train", calibration=K)
+    plain = model_forecasts(fitted.model, prepared, "train")
+    series = prepared.windows["train"].series
+    first = np.concatenate([np.flatnonzero(series == s)[:H] for s in np.unique(series)])
+    later = np.setdiff1d(np.arange(len(series)), first)
+    np.testing.assert_allclose(scored.quantiles[first], plain.quantiles[first], rtol=1e-6)
+    assert not np.allclose(scored.quantiles[later], plain.quantiles[later])
+    assert "train windows were recalibrated with fewer than 25 earlier forecasts" in caplog.text
