@@ -266,6 +266,14 @@ class ForecastConfig:
                 f"(with 0.5), or set `calibration.windows: 0`. Received: "
                 f"windows={self.calibration.windows}, quantiles={list(self.model.quantiles)}"
             )
+        if self.calibration.windows and self.window.stride != 1:
+            # With a stride the grid of earlier forecasts would start wherever a history
+            # starts, so a served forecast would depend on how many rows a request sends.
+            raise ConfigError(
+                "`calibration.windows` needs `window.stride: 1` (a forecast is corrected "
+                f"with the forecasts of the K origins before it). Received: "
+                f"stride={self.window.stride}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastConfig:

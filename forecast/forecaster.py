@@ -204,7 +204,12 @@ class Forecaster:
         """Quantiles corrected with the last K forecasts whose outcomes the history holds."""
         st = self.state
         k, h = st.calibration_windows, st.window.horizon
-        past = make_windows(scaled, st.schema, st.window, on_short="skip")
+        try:
+            past = make_windows(scaled, st.schema, st.window, on_short="skip")
+        except DataValidationError:  # no series has a complete earlier window since a gap
+            past = None
+        if past is None or len(past) == 0:
+            raise self._no_earlier_forecasts(list(windows.series_ids), k, h) from None
         origin = windows.origin
         keys = np.asarray(windows.series_ids, dtype=object)
         past_keys = np.asarray(past.series_ids, dtype=object)[past.series]
@@ -215,12 +220,7 @@ class Forecaster:
         counts = pd.Series(past_keys[keep]).value_counts()
         missing = [key for key in keys if counts.get(key, 0) == 0]
         if missing:  # history long enough, but cut by a gap just before the origin
-            raise DataValidationError(
-                f"Series {missing[:5]} have no earlier forecast with a known outcome since "
-                f"their last gap: this model recalibrates its quantiles with the last {k} "
-                f"(calibration.windows), so it needs {k + h - 1} rows after the gap beyond "
-                "its window."
-            )
+            raise self._no_earlier_forecasts(missing, k, h)
         _, past_q = predict_windows(self.model, past, batch_size=batch_size)
         past_q = st.scaler.inverse_transform_target(past_q, past.series, series_ids=past.series_ids)
         past_y = st.scaler.inverse_transform_target(
@@ -239,6 +239,15 @@ class Forecaster:
             windows=k,
         )
         return calibrated
+
+    @staticmethod
+    def _no_earlier_forecasts(series: list[Any], k: int, h: int) -> DataValidationError:
+        return DataValidationError(
+            f"Series {[_plain(s) for s in series[:5]]} have no earlier forecast with a known "
+            f"outcome since their last gap: this model recalibrates its quantiles with the "
+            f"last {k} (calibration.windows), so it needs at least {h} rows after the gap "
+            f"beyond its window ({k + h - 1} to use all {k})."
+        )
 
     def _ids(self, frame: pd.DataFrame) -> np.ndarray:
         id_col = self.state.raw_schema.id_col

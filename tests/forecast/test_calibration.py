@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -155,6 +156,11 @@ def test_calibration_needs_a_quantile_head():
         ForecastConfig.from_dict({**CONFIG, "model": {"units": [4]}})
 
 
+def test_calibration_needs_stride_one():
+    with pytest.raises(ConfigError, match=r"needs `window.stride: 1`.*stride=3"):
+        ForecastConfig.from_dict({**CONFIG, "window": {"lookback": 20, "horizon": H, "stride": 3}})
+
+
 def test_median_is_required():
     q = np.zeros((1, 1, 1, 2))
     with pytest.raises(ConfigError, match="must include 0.5"):
@@ -276,3 +282,41 @@ def test_first_training_windows_have_nothing_to_learn_from_and_stay_as_given(tra
     np.testing.assert_allclose(scored.quantiles[first], plain.quantiles[first], rtol=1e-6)
     assert not np.allclose(scored.quantiles[later], plain.quantiles[later])
     assert "train windows were recalibrated with fewer than 25 earlier forecasts" in caplog.text
+
+
+def test_served_forecast_right_after_a_gap_is_refused_with_the_reason(tmp_path):
+    rng = np.random.default_rng(1)
+    times = pd.date_range("2020-01-01", periods=300, freq="D")
+    frame = pd.DataFrame({"ts": times, "sid": "A", "y": np.cumsum(rng.normal(size=300))})
+    path = tmp_path / "gappy.parquet"
+    frame.drop(index=range(262, 265)).to_parquet(path)  # a 3-day gap
+    config = ForecastConfig.from_dict(
+        {
+            "name": "gappy",
+            "data": {
+                "path": str(path),
+                "schema": {"time_col": "ts", "id_col": "sid", "targets": ["y"], "freq": "D"},
+                "validation": {"gaps": "segment"},
+            },
+            "window": {"lookback": 12, "horizon": 4},
+            "model": {"units": [4], "quantiles": list(LEVELS)},
+            "training": {"epochs": 1, "verbose": 0},
+            "evaluation": {"baselines": ["naive"]},
+            "calibration": {"windows": 6},
+        }
+    )
+    forecaster = train_model(config, prepare(config)).forecaster
+    full = pd.read_parquet(path)
+    history = full[full["ts"] <= times[276]]  # 12 rows since the gap: one window only
+    for rows in (forecaster.state.min_rows, forecaster.state.min_rows + 10):
+        with pytest.raises(
+            DataValidationError,
+            match=r"Series \['A'\] have no earlier forecast with a known outcome since their "
+            r"last gap.*needs at least 4 rows after the gap beyond its window \(9 to use all 6\)",
+        ):
+            forecaster.predict(history.tail(rows))
+    # The window (12) plus H (4) rows since the gap give one earlier forecast; one row less
+    # gives none.
+    assert len(forecaster.predict(full[full["ts"] <= times[280]].tail(40))) == 4
+    with pytest.raises(DataValidationError, match="since their last gap"):
+        forecaster.predict(full[full["ts"] <= times[279]].tail(40))
