@@ -88,7 +88,7 @@ def test_a_full_tie_of_new_options_goes_to_the_first_in_options_order():
 
 def test_candidates_set_scaling_halflife_and_calibration_and_name_back():
     config = load_config(REPO_ROOT / "configs" / "eustockmarkets.yaml")
-    assert option_name(config) == "none"
+    assert option_name(config) == "recalibrate_120"  # the fourth round's choice
     for option, (scaling, halflife, windows) in OPTIONS.items():
         made = candidate(config, option, seed=2)
         assert (made.model.target_scaling, made.model.target_scale_halflife) == (scaling, halflife)
