@@ -11,13 +11,15 @@ import pytest
 from forecast.config import load_config
 from forecast.demo import demo_request
 from forecast.jobs import train_job
+from pipelines import datasets
 from tests.conftest import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "configs").glob("*.yaml"))
 
 
-def test_every_dataset_has_a_config():
-    assert [p.stem for p in CONFIGS] == ["elecdemand", "eustockmarkets", "sp500", "sunspots"]
+def test_every_bundled_dataset_has_a_config_of_its_name():
+    assert [p.stem for p in CONFIGS] == sorted(datasets.names())
+    assert all(load_config(p).data.dataset == p.stem for p in CONFIGS)
 
 
 @pytest.mark.slow
