@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.baselines import make_baseline
-from forecast.calibration import recalibrate, warn_short
+from forecast.calibration import CalibrationConfig, recalibrate, warn_short
 from forecast.metrics import evaluate, evaluate_by_step
 from forecast.models import check_mask
 from forecast.prepare import Prepared
@@ -67,6 +67,7 @@ def model_forecasts(
             its origin, read from the whole prepared frame: the same history a served
             model reads, so evaluation scores exactly what serving returns.
     """
+    CalibrationConfig(windows=calibration)  # a bad K fails here, named as the config key
     levels = tuple(getattr(getattr(model, "spec", None), "quantiles", ()) or ())
     if calibration and not levels:
         raise ConfigError("`calibration.windows` > 0 needs a quantile head (`model.quantiles`).")

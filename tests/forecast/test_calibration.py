@@ -320,3 +320,9 @@ def test_served_forecast_right_after_a_gap_is_refused_with_the_reason(tmp_path):
     assert len(forecaster.predict(full[full["ts"] <= times[280]].tail(40))) == 4
     with pytest.raises(DataValidationError, match="since their last gap"):
         forecaster.predict(full[full["ts"] <= times[279]].tail(40))
+
+
+def test_model_forecasts_rejects_a_bad_k_before_predicting(trained):
+    _, prepared, fitted = trained
+    with pytest.raises(ConfigError, match=r"`calibration.windows` must be an integer >= 0"):
+        model_forecasts(fitted.model, prepared, "test", calibration=-3)
