@@ -37,10 +37,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pandas as pd  # noqa: E402
 
 from forecast.config import ForecastConfig, load_config  # noqa: E402
-from forecast.evaluate import baseline_forecasts, model_forecasts, score, wide  # noqa: E402
-from forecast.fitting import train_model  # noqa: E402
-from forecast.jobs import verdict  # noqa: E402
-from forecast.prepare import Prepared, prepare  # noqa: E402
+from forecast.data import Prepared, prepare  # noqa: E402
+from forecast.evaluation.scoring import baseline_forecasts, model_forecasts, score, wide  # noqa: E402
+from forecast.jobs.train import verdict  # noqa: E402
+from forecast.training.fitting import train_model  # noqa: E402
 
 DEFAULT_CONFIGS = (
     "configs/sp500.yaml",

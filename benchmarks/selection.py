@@ -9,7 +9,7 @@ Run from the repository root::
 The candidates are the config with each of `OPTIONS` (a name -> ``model.target_scaling``,
 ``model.target_scale_halflife`` and ``calibration.windows``), each trained with every seed
 in `SEEDS` (``training.seed``); ``--options`` runs some of them only. Each candidate goes through
-`forecast.backtest.run_backtest` (scaler and model refit per fold, early stopping on the
+`forecast.jobs.backtest.run_backtest` (scaler and model refit per fold, early stopping on the
 ``validation_steps`` just before each origin) on the rows *before* the test part of the
 config's own chronological split: the script computes that split as `prepare` does, sets
 ``data.end`` to the last timestamp before the test part, and checks that no fold holds a row
@@ -23,7 +23,7 @@ expands from the first row. On eustockmarkets the scored spans run from late 199
 
 Decision rule (`decide`, written down before any candidate was scored; unchanged when the
 ewma_rms options were added in a third round and the rolling recalibration options
-(`forecast.calibration`) in a fourth, benchmarks/RESULTS.md):
+(`forecast.evaluation.calibration`) in a fourth, benchmarks/RESULTS.md):
 
 1. Calibration across regimes: for each candidate, the mean over folds of
    ``|coverage_80 - 0.80|``; an option's score is the mean of that over its seeds.
@@ -53,9 +53,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pandas as pd  # noqa: E402
 
-from forecast.backtest import fold_splits, run_backtest  # noqa: E402
 from forecast.config import BacktestConfig, ForecastConfig, load_config  # noqa: E402
-from forecast.prepare import Source, featurize, load_source  # noqa: E402
+from forecast.data import Source, featurize, load_source  # noqa: E402
+from forecast.jobs.backtest import fold_splits, run_backtest  # noqa: E402
 from pipelines.split import split_by_time  # noqa: E402
 
 # name -> (model.target_scaling, model.target_scale_halflife, calibration.windows), in

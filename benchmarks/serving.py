@@ -7,7 +7,7 @@ Run from the repository root::
 
 A small static LSTM (64 units, lookback 64, horizon 10) is trained on EuStockMarkets with one
 scaler for all series (``per_series: false``), so any series label is accepted. It is logged
-with `forecast.serving.log_forecaster` to a temporary MLflow store, promoted to @champion and
+with `forecast.serving.pyfunc.log_forecaster` to a temporary MLflow store, promoted to @champion and
 served by ``mlflow models serve -m models:/bench@champion --env-manager local`` on 127.0.0.1
 with one uvicorn worker. Two requests (``dataframe_split`` JSON, built once):
 
@@ -42,11 +42,13 @@ import pandas as pd  # noqa: E402
 import requests  # noqa: E402
 
 from forecast.config import ForecastConfig  # noqa: E402
-from forecast.fitting import train_model  # noqa: E402
-from forecast.forecaster import Forecaster  # noqa: E402
-from forecast.prepare import prepare  # noqa: E402
-from forecast.registry import register_and_promote  # noqa: E402
-from forecast.serving import ModelServer, log_forecaster, request_json  # noqa: E402
+from forecast.data import prepare  # noqa: E402
+from forecast.serving.forecaster import Forecaster  # noqa: E402
+from forecast.serving.http import request_json  # noqa: E402
+from forecast.serving.local_server import ModelServer  # noqa: E402
+from forecast.serving.pyfunc import log_forecaster  # noqa: E402
+from forecast.tracking.registry import register_and_promote  # noqa: E402
+from forecast.training.fitting import train_model  # noqa: E402
 from pipelines import datasets  # noqa: E402
 
 LOOKBACK, HORIZON = 64, 10

@@ -16,7 +16,7 @@ machine load, and reports medians over the repeats: samples/s by wall clock, and
 of samples per CPU-second of the worker process, which is steadier on a shared machine.
 
 "Ours" is the layer the model builder creates by default
-(`forecast.models.recurrent.make_recurrent_layer`, i.e. `forecast.layers.FusedLSTM` /
+(`forecast.models.recurrent.make_recurrent_layer`, i.e. `forecast.models.layers.FusedLSTM` /
 `FusedGRU`). Models: one recurrent layer of 64 units over 8 features and a Dense(1) head, MSE, Adam,
 batch 256. "Dynamic" windows carry a right-padded mask with history lengths drawn uniformly
 from 8 to the lookback; PyTorch gets them unmasked (the issue's yardstick) and packed

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from typing import Any
+
+# TensorFlow's C++ start-up lines (oneDNN, cpu_feature_guard, XLA service) tell a user of the
+# CLI or of a served model nothing they can act on: hide INFO and WARNING before TensorFlow
+# loads, unless the environment asks for them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 if importlib.util.find_spec("tensorflow") is None:  # pragma: no cover - install-time problem
     raise ImportError(
@@ -28,37 +34,39 @@ _EXPORTS = {
     "ForecastConfig": "forecast.config",
     "load_config": "forecast.config",
     "apply_overrides": "forecast.config",
-    "prepare": "forecast.prepare",
-    "load_source": "forecast.prepare",
-    "Prepared": "forecast.prepare",
-    "train_model": "forecast.fitting",
-    "train_job": "forecast.jobs",
-    "TrainOutcome": "forecast.jobs",
-    "verdict": "forecast.jobs",
-    "run_backtest": "forecast.backtest",
-    "BacktestResult": "forecast.backtest",
-    "Forecaster": "forecast.forecaster",
-    "PipelineState": "forecast.forecaster",
-    "model_forecasts": "forecast.evaluate",
-    "baseline_forecasts": "forecast.evaluate",
-    "score": "forecast.evaluate",
-    "per_step": "forecast.evaluate",
-    "ModelSpec": "forecast.models",
-    "OptimizerSpec": "forecast.models",
+    "prepare": "forecast.data",
+    "load_source": "forecast.data",
+    "Prepared": "forecast.data",
+    "train_model": "forecast.training.fitting",
+    "train_job": "forecast.jobs.train",
+    "TrainOutcome": "forecast.jobs.train",
+    "verdict": "forecast.jobs.train",
+    "run_backtest": "forecast.jobs.backtest",
+    "BacktestResult": "forecast.jobs.backtest",
+    "Forecaster": "forecast.serving.forecaster",
+    "PipelineState": "forecast.serving.forecaster",
+    "model_forecasts": "forecast.evaluation.scoring",
+    "baseline_forecasts": "forecast.evaluation.scoring",
+    "score": "forecast.evaluation.scoring",
+    "score_part": "forecast.evaluation.scoring",
+    "per_step": "forecast.evaluation.scoring",
+    "ModelSpec": "forecast.config",
+    "OptimizerSpec": "forecast.config",
     "build_model": "forecast.models",
     "compile_model": "forecast.models",
     "to_streaming": "forecast.models",
-    "TrainConfig": "forecast.train",
-    "fit": "forecast.train",
-    "make_strategy": "forecast.distribute",
-    "evaluate": "forecast.metrics",
-    "evaluate_by_step": "forecast.metrics",
-    "log_forecaster": "forecast.serving",
-    "ModelServer": "forecast.serving",
-    "request_json": "forecast.serving",
-    "forecasts_from_json": "forecast.serving",
-    "make_baseline": "forecast.baselines",
-    "register_and_promote": "forecast.registry",
+    "TrainConfig": "forecast.config",
+    "fit": "forecast.training.loop",
+    "make_strategy": "forecast.training.distribute",
+    "evaluate": "forecast.evaluation.metrics",
+    "evaluate_by_step": "forecast.evaluation.metrics",
+    "log_forecaster": "forecast.serving.pyfunc",
+    "request_json": "forecast.serving.http",
+    "forecasts_from_json": "forecast.serving.http",
+    "load_model": "forecast.serving.batch",
+    "predict_frame": "forecast.serving.batch",
+    "make_baseline": "forecast.evaluation.baselines",
+    "register_and_promote": "forecast.tracking.registry",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -19,7 +19,7 @@ EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class UsageError(Exception):
-    """A problem with the command line or files the user named (exit code 2)."""
+    """A problem with the command line or the files it names (exit code 2)."""
 
 
 def _examples(text: str) -> str:
@@ -120,6 +120,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         level = logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     if verbose < 2:
+        # MLflow sets its own loggers' level when it is imported (after this runs): its
+        # "Creating initial MLflow database tables" INFO lines stay out unless -vv.
+        os.environ.setdefault(
+            "MLFLOW_LOGGING_LEVEL", logging.getLevelName(max(level, logging.WARNING))
+        )
         for noisy in ("mlflow", "alembic", "urllib3", "absl", "tensorflow", "matplotlib"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
@@ -175,7 +180,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "predict":
         return _predict(args)
     if args.command == "demo":
-        from forecast.demo import run_demo
+        from forecast.jobs.demo import run_demo
 
         return run_demo(outputs=args.outputs, configs=args.configs, overrides=args.overrides)
     raise UsageError(f"unknown command {args.command!r}")  # argparse prevents this
@@ -198,32 +203,18 @@ def _datasets() -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from forecast.config import load_config
-    from forecast.jobs import train_job
+    from forecast.jobs.train import train_job
 
     config = load_config(args.config, tuple(args.overrides))
     outcome = train_job(config, register=False if args.no_register else None)
-    print(report(outcome))
+    print(outcome.report())
     return EXIT_OK
 
 
-def report(outcome: Any) -> str:
-    """What a train job tells the user: scores beside baselines, verdict, where it went."""
-    table = outcome.table("test")
-    cols = [c for c in ("mase", "mae", "rmse", "smape", "coverage_80", "width_80") if c in table]
-    lines = [
-        f"Test scores (original units), run {outcome.run_id}:",
-        table[cols].to_string(float_format=lambda v: f"{v:.4f}"),
-        outcome.verdict("test"),
-        f"model: {outcome.model_uri}",
-    ]
-    if outcome.promotion is not None:
-        lines.append(outcome.promotion.message)
-    return "\n".join(lines)
-
-
 def _backtest(args: argparse.Namespace) -> int:
-    from forecast.backtest import run_backtest
     from forecast.config import load_config
+    from forecast.jobs.backtest import run_backtest
+    from pipelines.sources import write_frame
 
     out = _check_output(args.output, args.overwrite) if args.output else None
     if args.folds is not None and args.folds < 1:
@@ -234,39 +225,31 @@ def _backtest(args: argparse.Namespace) -> int:
     print(f"Backtest over {result.folds['fold'].nunique()} folds, run {result.run_id}:")
     print(mean.to_string(float_format=lambda v: f"{v:.4f}"))
     if out is not None:
-        write_table(result.folds, out, overwrite=args.overwrite)
+        write_frame(result.folds, out, overwrite=args.overwrite)
         print(f"per-fold table: {out}")
     return EXIT_OK
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from forecast.predict import load_model, predict_frame
+    from forecast.serving.batch import load_model, predict_frame
+    from pipelines.sources import write_frame
 
     out = _check_output(args.output, args.overwrite)
-    history = read_table(args.input)
+    history = _read_input(args.input)
     model = load_model(args.model)
     forecasts = predict_frame(model, history)
-    write_table(forecasts, out, overwrite=args.overwrite)
+    write_frame(forecasts, out, overwrite=args.overwrite)
     n_series = forecasts["series"].nunique() if "series" in forecasts else 0
     print(f"wrote {len(forecasts)} forecast rows for {n_series} series to {out}")
     return EXIT_OK
 
 
-_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-def _format(path: Path) -> str:
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UsageError(
-            f"{str(path)!r}: unsupported file type {path.suffix!r}; use one of {sorted(_FORMATS)}"
-        )
-    return fmt
-
-
 def _check_output(path: str, overwrite: bool) -> Path:
+    """Refuse an output before any work: unknown suffix, existing file, missing folder."""
+    from pipelines.sources import file_format
+
     out = Path(path)
-    _format(out)
+    file_format(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{path!r} exists; pass --overwrite to replace it")
     if not out.parent.exists():
@@ -274,32 +257,14 @@ def _check_output(path: str, overwrite: bool) -> Path:
     return out
 
 
-def read_table(path: str) -> Any:
-    from pipelines.sources import read_frame
+def _read_input(path: str) -> Any:
+    from pipelines.sources import file_format, read_frame
 
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"input file {path!r} not found")
-    _format(p)
+    file_format(p)
     return read_frame(p)
-
-
-def write_table(frame: Any, path: Path, *, overwrite: bool = False) -> Path:
-    """Write CSV or Parquet atomically: a temporary file in the same folder, then rename."""
-    fmt = _format(path)
-    if path.exists() and not overwrite:
-        raise UsageError(f"{str(path)!r} exists; pass --overwrite to replace it")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,14 +8,13 @@ with a `SeriesSchema` and the `ValidationPolicy` it passes `validate` under.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, did_you_mean
 from pipelines.schema import SeriesSchema
 from pipelines.validate import ValidationPolicy
 
@@ -166,8 +165,7 @@ def load(name: str) -> Dataset:
         raise ConfigError(f"`name` must be a dataset name (str). Received: {name!r}")
     key = name.lower()
     if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, names(), n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(key, names(), cutoff=0.5)
         raise ConfigError(f"Unknown dataset {name!r}.{hint} Available datasets: {names()}")
     entry = _REGISTRY[key]
     return Dataset(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class ForecastError(ValueError):
     """Base class for errors a user can fix by changing their input."""
@@ -21,3 +24,12 @@ class ConfigError(ForecastError):
     The message names the field and the allowed values, and echoes what was
     received, in the style of Keras: ``"`lookback` must be >= 1. Received: lookback=0"``.
     """
+
+
+def did_you_mean(word: object, choices: Iterable[object], *, cutoff: float = 0.6) -> str:
+    """``" Did you mean 'x'?"`` for the choice closest to `word`, or ``""`` when none is close.
+
+    The one suggestion helper of the package: config keys, choices, baselines, datasets.
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -1,8 +1,10 @@
-"""Read a frame from a DataFrame, CSV or Parquet file, and reshape wide frames to long ones."""
+"""Read and write frames as CSV or Parquet (writes are atomic), and reshape wide frames to long."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,15 @@ import pandas as pd
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.schema import SeriesSchema
 
-__all__ = ["FORMATS", "long_to_wide", "read_frame", "wide_to_long"]
+__all__ = [
+    "FORMATS",
+    "atomic_write",
+    "file_format",
+    "long_to_wide",
+    "read_frame",
+    "wide_to_long",
+    "write_frame",
+]
 
 # File suffix -> format name; compressed CSV is read by pandas from the suffix.
 FORMATS = {
@@ -76,17 +86,60 @@ def read_frame(
     return frame
 
 
-def _read_file(path: Path, format: str | None) -> pd.DataFrame:
+def file_format(path: str | os.PathLike[str], *, hint: str = "Rename the file.") -> str:
+    """``"csv"`` or ``"parquet"`` from the file's suffix (`FORMATS`).
+
+    Raises:
+        ConfigError: the suffix is none of `FORMATS`; the message ends with `hint`.
+    """
+    path = Path(path)
     name = path.name.lower()
     suffix = next((s for s in sorted(FORMATS, key=len, reverse=True) if name.endswith(s)), None)
+    if suffix is None:
+        raise ConfigError(
+            f"{str(path)!r}: unsupported file type {''.join(path.suffixes) or '(none)'!r}; "
+            f"allowed suffixes: {list(FORMATS)}. {hint}"
+        )
+    return FORMATS[suffix]
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside `path`, then rename it onto `path`.
+
+    A reader sees the old file or the whole new one, never a part; a failed write leaves
+    nothing behind. The one place the package writes user-facing files.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def write_frame(
+    frame: pd.DataFrame, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write `frame` as CSV or Parquet (by suffix), atomically; no index column.
+
+    Raises:
+        ConfigError: an unknown suffix, or `path` exists and `overwrite` is false.
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{str(path)!r} exists; pass --overwrite to replace it")
+    if fmt == "csv":
+        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _read_file(path: Path, format: str | None) -> pd.DataFrame:
     if format is None:
-        if suffix is None:
-            raise ConfigError(
-                f"Cannot tell the format of {str(path)!r} from its suffix "
-                f"{''.join(path.suffixes) or '(none)'!r}; allowed suffixes: {list(FORMATS)}. "
-                f"Rename the file or pass format='csv' or format='parquet'."
-            )
-        format = FORMATS[suffix]
+        format = file_format(path, hint="Rename the file or pass format='csv' or 'parquet'.")
     if not path.exists():
         raise ConfigError(
             f"File not found: {str(path)!r} (resolved to {str(path.resolve())!r}). "

@@ -38,7 +38,7 @@ from pipelines._grid import SHOW, Grid, Rows, fill, fill_gaps, first, infer_offs
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.schema import SINGLE_SERIES_ID, SeriesSchema
 
-__all__ = ["SEGMENT_COL", "ValidationPolicy", "validate"]
+__all__ = ["SEGMENT_COL", "ValidationPolicy", "parse_timestamps", "validate"]
 
 # Int column added under gaps="segment": gap-free run number within each series.
 SEGMENT_COL = "_segment"
@@ -194,6 +194,20 @@ def _check_args(frame: Any, schema: Any, policy: Any, min_length: Any) -> BaseOf
         ) from None
 
 
+def parse_timestamps(col: pd.Series) -> pd.Series:
+    """Timestamps from datetimes or date text; what is not one becomes NaT.
+
+    pandas takes one format from the first row; values written another way in ISO 8601
+    (``2020-01-31`` next to ``2020-01-31 00:00:00``, as spreadsheets export midnight) are
+    parsed in a second pass instead of becoming NaT. The one parser of history times.
+    """
+    parsed = pd.to_datetime(col, errors="coerce")
+    bad = parsed.isna() & col.notna()
+    if bad.any():
+        parsed[bad] = pd.to_datetime(col[bad], errors="coerce", format="ISO8601")
+    return parsed
+
+
 def _parse_times(col: pd.Series, name: str, index: pd.Index) -> tuple[np.ndarray, Any]:
     """Int64 UTC nanoseconds of every row, and the time zone (None when naive)."""
     if ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col):
@@ -208,11 +222,8 @@ def _parse_times(col: pd.Series, name: str, index: pd.Index) -> tuple[np.ndarray
             f"{first(index[nulls])}; expected a timestamp on every row."
         )
     try:
-        parsed = pd.to_datetime(col, errors="coerce")
+        parsed = parse_timestamps(col)
         bad = parsed.isna().to_numpy()
-        if bad.any():  # pandas takes one format from the first row; ISO 8601 may vary
-            parsed[bad] = pd.to_datetime(col[bad], errors="coerce", format="ISO8601")
-            bad = parsed.isna().to_numpy()
     except (ValueError, TypeError) as exc:
         raise DataValidationError(
             f"Column {name!r} cannot be parsed as timestamps: {exc}"

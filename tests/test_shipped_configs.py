@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from forecast.config import load_config
-from forecast.demo import demo_request
-from forecast.jobs import train_job
+from forecast.jobs.demo import demo_request
+from forecast.jobs.train import train_job
 from pipelines import datasets
 from tests.conftest import REPO_ROOT
 

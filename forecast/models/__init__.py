@@ -6,6 +6,7 @@ so a saved `.keras` file loads with `keras.saving.load_model` in a fresh process
 
 from __future__ import annotations
 
+from forecast.config.model import ModelSpec, OptimizerSpec
 from forecast.models.builder import ForecastModel, build_model
 from forecast.models.cells import PeepholeLSTMCell
 from forecast.models.compiling import compile_model, make_optimizer
@@ -19,7 +20,6 @@ from forecast.models.losses import PinballLoss, pinball_loss
 from forecast.models.masking import check_mask, mask_layout
 from forecast.models.recurrent import make_cell, make_recurrent_layer
 from forecast.models.scaling import DivideTargets, MultiplyTargets, WindowRMS
-from forecast.models.spec import ModelSpec, OptimizerSpec
 from forecast.models.streaming import reset_state, to_streaming
 
 __all__ = [

@@ -15,11 +15,11 @@ import keras
 import numpy as np
 from keras import layers
 
+from forecast.config.model import ModelSpec
 from forecast.models.heads import TEACHER_INPUT, NonCrossingQuantiles, Seq2SeqDecoder
 from forecast.models.masking import check_mask
 from forecast.models.recurrent import STATE_COUNT, make_recurrent_layer, regularizer
 from forecast.models.scaling import DivideTargets, MultiplyTargets, WindowRMS
-from forecast.models.spec import ModelSpec
 from pipelines.errors import ConfigError, DataValidationError
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import keras
 
+from forecast.config.model import OptimizerSpec
 from forecast.models.losses import PinballLoss
-from forecast.models.spec import OptimizerSpec
 
 _OPTIMIZERS = {
     "adam": keras.optimizers.Adam,

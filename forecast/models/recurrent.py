@@ -1,6 +1,6 @@
 """The one place recurrent layers and cells are created.
 
-LSTM and GRU layers are `forecast.layers.FusedLSTM` / `FusedGRU`: subclasses of the Keras
+LSTM and GRU layers are `forecast.models.layers.FusedLSTM` / `FusedGRU`: subclasses of the Keras
 layers with the same weights and results that run a faster loop on CPU and hand over to
 Keras' own implementation everywhere else (see `forecast/layers/fused_rnn.py`).
 
@@ -20,9 +20,10 @@ from typing import Any
 
 import keras
 
-from forecast.layers import FusedGRU, FusedLSTM
+from forecast.config.checks import check_choice
+from forecast.config.model import CELLS
 from forecast.models.cells import PeepholeLSTMCell
-from forecast.models.spec import CELLS, check_choice
+from forecast.models.layers import FusedGRU, FusedLSTM
 
 # Number of state tensors each cell carries: (h, c) for the LSTMs, h for the others.
 STATE_COUNT = {"lstm": 2, "peephole_lstm": 2, "gru": 1, "rnn": 1}

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from forecast.config import ForecastConfig
+from forecast.config import ForecastConfig, TrainConfig
+from forecast.data import prepare
 from forecast.models import build_model, compile_model
-from forecast.prepare import prepare
-from forecast.train import TrainConfig, fit
+from forecast.training.loop import fit
 from pipelines.errors import ConfigError, ForecastError
 
 BASE = {

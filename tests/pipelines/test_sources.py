@@ -87,7 +87,7 @@ BAD = [
         ConfigError,
         "allowed suffixes: ['.csv', '.csv.gz', '.csv.zip', '.parquet', '.pq']",
     ),
-    ("no suffix", lambda p: read_frame(p / "data"), ConfigError, "from its suffix '(none)'"),
+    ("no suffix", lambda p: read_frame(p / "data"), ConfigError, "unsupported file type '(none)'"),
     (
         "unknown format",
         lambda p: read_frame(p / "a.csv", format="xlsx"),

@@ -1,0 +1,182 @@
+"""The job configuration: one YAML file, validated once, round-tripping to a plain dict.
+
+Loading a config imports no TensorFlow: a typo is reported in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from forecast.config.checks import check_keys
+from forecast.config.model import ModelSpec, OptimizerSpec
+from forecast.config.sections import (
+    BacktestConfig,
+    CalibrationConfig,
+    DataConfig,
+    EvaluationConfig,
+    ScaleConfig,
+    SplitConfig,
+    TrackingConfig,
+)
+from forecast.config.training import TrainConfig
+from pipelines.errors import ConfigError
+from pipelines.features import FeatureSpec
+from pipelines.window import WindowSpec
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "split": SplitConfig,
+    "scale": ScaleConfig,
+    "window": WindowSpec,
+    "model": ModelSpec,
+    "optimizer": OptimizerSpec,
+    "training": TrainConfig,
+    "evaluation": EvaluationConfig,
+    "calibration": CalibrationConfig,
+    "backtest": BacktestConfig,
+    "tracking": TrackingConfig,
+}
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """A whole job: data, split, scale, windows, model, training, evaluation and tracking.
+
+    Also the calibration and backtest settings; each section is validated by its dataclass.
+    """
+
+    name: str
+    data: DataConfig
+    window: WindowSpec
+    split: SplitConfig = field(default_factory=SplitConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        if self.tracking.promote_metric == "val_pinball_mean" and not self.model.quantiles:
+            raise ConfigError(
+                "`tracking.promote_metric: val_pinball_mean` needs a quantile head: set "
+                "`model.quantiles` or promote on `val_mase`."
+            )
+        if self.calibration.windows and not self.model.quantiles:
+            raise ConfigError(
+                "`calibration.windows` recalibrates a quantile head: set `model.quantiles` "
+                f"(with 0.5), or set `calibration.windows: 0`. Received: "
+                f"windows={self.calibration.windows}, quantiles={list(self.model.quantiles)}"
+            )
+        if self.calibration.windows and self.window.stride != 1:
+            # With a stride the grid of earlier forecasts would start wherever a history
+            # starts, so a served forecast would depend on how many rows a request sends.
+            raise ConfigError(
+                "`calibration.windows` needs `window.stride: 1` (a forecast is corrected "
+                f"with the forecasts of the K origins before it). Received: "
+                f"stride={self.window.stride}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ForecastConfig:
+        """Validate a plain dict (from YAML); unknown keys are errors with a did-you-mean."""
+        check_keys(d, cls, "config")
+        for required in ("name", "data", "window"):
+            if required not in d:
+                raise ConfigError(f"Missing required key '{required}' in the config.")
+        if not isinstance(d["name"], str) or not d["name"]:
+            raise ConfigError(f"`name` must be a non-empty string. Received: {d['name']!r}")
+        kwargs: dict[str, Any] = {"name": d["name"]}
+        for key, section_cls in _SECTIONS.items():
+            if key in d:
+                kwargs[key] = _section(section_cls, key, d[key])
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict that `from_dict` turns back into an equal config."""
+        out: dict[str, Any] = {"name": self.name}
+        for key in _SECTIONS:
+            out[key] = _plain(getattr(self, key))
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def registered_model(self) -> str:
+        return self.tracking.registered_model or self.name
+
+
+def _section(section_cls: type, key: str, value: Any) -> Any:
+    value = {} if value is None else value
+    if key == "data":
+        check_keys(value, DataConfig, key)
+        value = dict(value)
+        value["features"] = _section(FeatureSpec, "data.features", value.get("features"))
+        return DataConfig(**value)
+    if hasattr(section_cls, "from_dict") and section_cls not in (TrainConfig,):
+        if not isinstance(value, dict):
+            raise ConfigError(f"`{key}` must be a mapping of settings. Received: {value!r}")
+        check_keys(value, section_cls, key)
+        return section_cls.from_dict(value)
+    check_keys(value, section_cls, key)
+    return section_cls(**value)
+
+
+def _plain(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return _plain(obj.to_dict())
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides (values parsed as YAML) to a config dict copy."""
+    out = yaml.safe_load(yaml.safe_dump(d))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"Overrides look like key=value. Received: {item!r}")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"Override key must be dotted names. Received: {key!r}")
+        node = out
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"Cannot set '{key}': '{part}' is not a section.")
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(path: str | os.PathLike[str], overrides: tuple[str, ...] = ()) -> ForecastConfig:
+    """Read, override and validate a YAML config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file not found: {os.fspath(path)!r}")
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Config file {os.fspath(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"Config file {os.fspath(path)!r} must hold a mapping at the top.")
+    return ForecastConfig.from_dict(apply_overrides(d, overrides))

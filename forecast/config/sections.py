@@ -1,0 +1,264 @@
+"""The sections of a job config: data, split, scale, evaluation, calibration, backtest, tracking.
+
+Each is a small frozen dataclass that checks its own values; `forecast.config.job` puts them
+together. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from forecast.config.checks import check_bool
+from forecast.evaluation.baselines import BASELINES
+from pipelines.errors import ConfigError, did_you_mean
+from pipelines.features import FeatureSpec
+from pipelines.validate import ValidationPolicy
+
+_SPLIT_VALUE = (float, int, str)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the series come from and how they are cleaned.
+
+    Args:
+        dataset: name of a bundled dataset (`forecast datasets` lists them); or None.
+        path: CSV or Parquet file in long format; used when `dataset` is None.
+        schema: column roles (`pipelines.SeriesSchema` fields); overrides the dataset's.
+        series: keep only these series ids (empty keeps all).
+        start: keep rows at or after this timestamp (a date or timestamp string; a YAML
+            date such as ``1997-07-24`` is kept as its ISO text).
+        end: keep rows at or before this timestamp (likewise).
+        last_n: keep the last `last_n` rows of each series (quick runs, CI).
+        validation: `pipelines.validate.ValidationPolicy` fields; overrides the dataset's.
+        features: `pipelines.features.FeatureSpec` fields.
+    """
+
+    dataset: str | None = None
+    path: str | None = None
+    schema: dict[str, Any] = field(default_factory=dict)
+    series: tuple[str, ...] = ()
+    start: str | None = None
+    end: str | None = None
+    last_n: int | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+
+    def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.path is None):
+            raise ConfigError(
+                "Set exactly one of `data.dataset` (a bundled dataset) and `data.path` "
+                f"(a CSV or Parquet file). Received: dataset={self.dataset!r}, path={self.path!r}"
+            )
+        if self.path is not None and not self.schema:
+            raise ConfigError(
+                "`data.schema` is required with `data.path`: name at least `time_col` and "
+                "`targets` (and `id_col` for many series)."
+            )
+        if self.last_n is not None and (
+            not isinstance(self.last_n, int) or isinstance(self.last_n, bool) or self.last_n < 2
+        ):
+            raise ConfigError(
+                f"`data.last_n` must be an integer >= 2 or null. Received: last_n={self.last_n!r}"
+            )
+        object.__setattr__(self, "series", tuple(str(s) for s in (self.series or ())))
+        for name in ("start", "end"):
+            object.__setattr__(self, name, _timestamp_text(name, getattr(self, name)))
+        if (
+            self.start is not None
+            and self.end is not None
+            and pd.Timestamp(self.start) > pd.Timestamp(self.end)
+        ):
+            raise ConfigError(
+                f"`data.start` must not be after `data.end`: no row would be kept. "
+                f"Received: start={self.start!r}, end={self.end!r}"
+            )
+        ValidationPolicy.from_dict(dict(self.validation))  # fail early on bad policy keys
+
+
+def _timestamp_text(name: str, value: Any) -> str | None:
+    """`data.start` / `data.end` as text that parses as a timestamp (YAML dates become ISO)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.date):  # also datetime and pd.Timestamp
+        return value.isoformat()
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = pd.Timestamp(value)
+        except (TypeError, ValueError):
+            parsed = pd.NaT
+        if not pd.isna(parsed):  # "NaT" parses, to a missing timestamp
+            return value.strip()
+    raise ConfigError(
+        f"`data.{name}` must be a date or timestamp such as '1997-07-24' or "
+        f"'1997-07-24 16:00', or null. Received: {name}={value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Chronological split: fractions of the calendar, step counts, or start timestamps."""
+
+    validation: float | int | str = 0.15
+    test: float | int | str = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("validation", "test"):
+            value = getattr(self, name)
+            if not isinstance(value, _SPLIT_VALUE) or isinstance(value, bool):
+                raise ConfigError(
+                    f"`split.{name}` must be a fraction, a number of steps or a timestamp. "
+                    f"Received: {name}={value!r}"
+                )
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Scikit-learn scaler fit on training rows only."""
+
+    method: str = "standard"
+    per_series: bool = True
+
+    def __post_init__(self) -> None:
+        check_bool("scale.per_series", self.per_series)
+        allowed = ("standard", "minmax", "robust")
+        if self.method not in allowed:
+            raise ConfigError(
+                f"`scale.method` must be one of {list(allowed)}. Received: method={self.method!r}"
+            )
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Baselines to report beside the model, and the season for MASE and seasonal naive.
+
+    Args:
+        season: steps per season; None derives it from the data frequency.
+        baselines: names from `forecast.evaluation.baselines.BASELINES`.
+    """
+
+    season: int | None = None
+    baselines: tuple[str, ...] = ("naive", "seasonal_naive", "drift", "moving_average", "ridge")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        for name in self.baselines:
+            if name not in BASELINES:
+                hint = did_you_mean(name, BASELINES)
+                raise ConfigError(
+                    f"Unknown baseline '{name}' in `evaluation.baselines`.{hint} "
+                    f"Allowed: {sorted(BASELINES)}"
+                )
+        if self.season is not None and (not isinstance(self.season, int) or self.season < 1):
+            raise ConfigError(
+                f"`evaluation.season` must be an integer >= 1 or null. Received: {self.season!r}"
+            )
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Rolling-origin backtest.
+
+    Args:
+        folds: number of forecast origins.
+        window: ``expanding`` (train from the start) or ``sliding`` (fixed-length training).
+        step: steps between origins; None uses `test_steps`.
+        test_steps: steps scored after each origin; None uses 4 horizons.
+        validation_steps: steps before each origin held out for early stopping; None uses
+            `test_steps`.
+        min_train: training steps of the first fold (of every fold when sliding); None
+            uses a third of the data.
+    """
+
+    folds: int = 3
+    window: str = "expanding"
+    step: int | None = None
+    test_steps: int | None = None
+    validation_steps: int | None = None
+    min_train: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.folds, int) or isinstance(self.folds, bool) or self.folds < 1:
+            raise ConfigError(
+                f"`backtest.folds` must be an integer >= 1. Received: folds={self.folds!r}"
+            )
+        if self.window not in ("expanding", "sliding"):
+            raise ConfigError(
+                "`backtest.window` must be one of ['expanding', 'sliding']. "
+                f"Received: window={self.window!r}"
+            )
+        for name in ("step", "test_steps", "validation_steps", "min_train"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(
+                    f"`backtest.{name}` must be an integer >= 1 or null. Received: {value!r}"
+                )
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: where runs go and how models are registered and promoted.
+
+    Args:
+        tracking_uri: None uses MLFLOW_TRACKING_URI or the local `sqlite:///mlflow.db`.
+        experiment: experiment name; None uses the job name.
+        registered_model: registry name; None uses the job name.
+        alias: the alias moved to a version that beats the current holder.
+        promote_metric: validation metric compared for promotion (lower is better).
+        register: register (and maybe promote) the model after training.
+    """
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    registered_model: str | None = None
+    alias: str = "champion"
+    promote_metric: str = "val_mase"
+    register: bool = True
+
+    def __post_init__(self) -> None:
+        check_bool("tracking.register", self.register)
+        for name in ("tracking_uri", "experiment", "registered_model"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(
+                    f"`tracking.{name}` must be a non-empty string or null. "
+                    f"Received: {name}={value!r}"
+                )
+        if self.promote_metric not in PROMOTE_METRICS:
+            raise ConfigError(
+                f"`tracking.promote_metric` must be a validation metric, one of "
+                f"{list(PROMOTE_METRICS)} (lower is better; the champion is never chosen on "
+                f"test data). Received: promote_metric={self.promote_metric!r}."
+                + did_you_mean(self.promote_metric, PROMOTE_METRICS)
+            )
+
+
+# Validation scores a train job always logs (`val_` + the metric), all lower-is-better;
+# `val_pinball_mean` needs a quantile head (checked by `ForecastConfig`).
+PROMOTE_METRICS = ("val_mase", "val_mae", "val_rmse", "val_smape", "val_pinball_mean")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Rolling recalibration of the quantile head (`forecast.evaluation.calibration`).
+
+    Args:
+        windows: K, the recent forecasts with known outcomes that correct each forecast;
+            0 turns recalibration off. Needs ``model.quantiles``.
+    """
+
+    windows: int = 0
+
+    def __post_init__(self) -> None:
+        k = self.windows
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise ConfigError(
+                f"`calibration.windows` must be an integer >= 0 (0 turns recalibration off). "
+                f"Received: windows={k!r}"
+            )

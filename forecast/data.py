@@ -1,0 +1,247 @@
+"""From a job config to model-ready windows: load, validate, featurize, split, scale, window."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import DataConfig, ForecastConfig
+from forecast.evaluation.baselines import season_from_freq
+from forecast.evaluation.metrics import seasonal_naive_scale
+from pipelines import datasets
+from pipelines.errors import ConfigError, DataValidationError
+from pipelines.features import add_features
+from pipelines.scale import SeriesScaler
+from pipelines.schema import SeriesSchema
+from pipelines.sources import read_frame
+from pipelines.split import FrameSplit, split_by_time
+from pipelines.validate import ValidationPolicy, validate
+from pipelines.window import Windows, make_windows
+
+log = logging.getLogger(__name__)
+
+PARTS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Raw data as the user gives it, with its column roles and validation policy."""
+
+    frame: pd.DataFrame
+    schema: SeriesSchema
+    policy: ValidationPolicy
+    description: str
+    origin: str
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Everything a training or evaluation step reads, fitted on training rows only.
+
+    Attributes:
+        raw_schema: column roles of the user's data (what serving receives).
+        policy: validation policy applied to raw history.
+        schema: column roles after features (what the model sees).
+        frame: validated, featurized frame in original units.
+        split: chronological parts of `frame`.
+        scaler: fitted on the training rows of `frame` only.
+        windows: scaled windows per part; targets of each part lie inside it.
+        freq: the data frequency, as validated.
+        season: steps per season for seasonal naive and MASE.
+        mase_scale: (S, T) in-sample seasonal-naive MAE per series, from training rows only.
+    """
+
+    raw_schema: SeriesSchema
+    policy: ValidationPolicy
+    schema: SeriesSchema
+    frame: pd.DataFrame
+    split: FrameSplit
+    scaler: SeriesScaler
+    windows: dict[str, Windows]
+    freq: str | None
+    season: int
+    mase_scale: np.ndarray
+
+    def y_true(self, part: str) -> np.ndarray:
+        """(N, H, T) targets of `part` in original units."""
+        w = self.windows[part]
+        return self.to_original(w.target, w)
+
+    def to_original(self, values: np.ndarray, windows: Windows) -> np.ndarray:
+        """Scaled (N, H, T[, Q]) outputs for `windows` back to original units."""
+        return self.scaler.inverse_transform_target(
+            values, windows.series, series_ids=windows.series_ids
+        )
+
+    def scale_for(self, windows: Windows) -> np.ndarray:
+        """(N, T) MASE scale of each window's series."""
+        index = pd.Index(self.series_ids).get_indexer(list(windows.series_ids))
+        return self.mase_scale[index[windows.series]]
+
+    @property
+    def series_ids(self) -> tuple[str, ...]:
+        return tuple(self.windows["train"].series_ids)
+
+
+def load_source(data: DataConfig) -> Source:
+    """Read the configured data and apply the row filters (series, start, end, last_n)."""
+    if data.dataset is not None:
+        ds = datasets.load(data.dataset)
+        frame, schema, policy, description = ds.frame, ds.schema, ds.policy, ds.description
+        origin = ds.source
+    else:
+        schema = SeriesSchema.from_dict(dict(data.schema))
+        frame = read_frame(data.path, schema=schema)
+        policy, description = ValidationPolicy(), f"file {data.path}"
+        origin = str(Path(data.path).resolve())
+    if data.dataset is not None and data.schema:
+        schema = SeriesSchema.from_dict({**schema.to_dict(), **data.schema})
+    if data.validation:
+        policy = ValidationPolicy.from_dict({**policy.to_dict(), **data.validation})
+    frame = _filter(frame, schema, data)
+    return Source(frame=frame, schema=schema, policy=policy, description=description, origin=origin)
+
+
+def _filter(frame: pd.DataFrame, schema: SeriesSchema, data: DataConfig) -> pd.DataFrame:
+    if data.series:
+        if schema.id_col is None:
+            raise ConfigError("`data.series` needs a dataset with several series (an id column).")
+        known = set(frame[schema.id_col].astype(str))
+        missing = [s for s in data.series if s not in known]
+        if missing:
+            raise ConfigError(
+                f"`data.series` names unknown series {missing}; known: {sorted(known)[:10]}"
+            )
+        frame = frame[frame[schema.id_col].astype(str).isin(data.series)]
+    if data.start is not None or data.end is not None:
+        times = pd.to_datetime(frame[schema.time_col])
+        keep = np.ones(len(frame), bool)
+        if data.start is not None:
+            keep &= (times >= pd.Timestamp(data.start)).to_numpy()
+        if data.end is not None:
+            keep &= (times <= pd.Timestamp(data.end)).to_numpy()
+        frame = frame[keep]
+    if data.last_n is not None:
+        keys = [schema.id_col] if schema.id_col else []
+        frame = frame.sort_values([*keys, schema.time_col])
+        frame = frame.groupby(keys).tail(data.last_n) if keys else frame.tail(data.last_n)
+    if frame.empty:
+        raise DataValidationError("No rows left after the `data` filters (series/start/end).")
+    return frame.reset_index(drop=True)
+
+
+def featurize(
+    frame: pd.DataFrame, schema: SeriesSchema, policy: ValidationPolicy, features: Any
+) -> tuple[pd.DataFrame, SeriesSchema, str | None]:
+    """Validate raw rows and add features: the one path shared by training and serving."""
+    clean = validate(frame, schema, policy=policy)
+    freq = clean.attrs.get("freq") or schema.freq
+    out, model_schema = add_features(clean, schema, features)
+    return out, model_schema, (str(freq) if freq is not None else None)
+
+
+def prepare(config: ForecastConfig, source: Source | None = None) -> Prepared:
+    """Run the data path of `config` up to scaled windows for train, validation and test."""
+    source = source or load_source(config.data)
+    frame, schema, freq = featurize(
+        source.frame, source.schema, source.policy, config.data.features
+    )
+    spec = config.window
+    split = split_by_time(
+        frame,
+        schema,
+        validation=config.split.validation,
+        test=config.split.test,
+        horizon=spec.horizon,
+    )
+    return prepare_split(config, source, frame, schema, freq, split)
+
+
+def prepare_split(
+    config: ForecastConfig,
+    source: Source,
+    frame: pd.DataFrame,
+    schema: SeriesSchema,
+    freq: str | None,
+    split: FrameSplit,
+) -> Prepared:
+    """Fit the scaler on the training part of `split` and window every part."""
+    spec = config.window
+    train = split.train
+    scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
+    scaler.fit(train, schema)
+    season = config.evaluation.season or (season_from_freq(freq) if freq else 1)
+    lengths = train.groupby(schema.id_col, sort=False).size() if schema.id_col else None
+    shortest = int(lengths.min()) if lengths is not None else len(train)
+    if season >= shortest:
+        who = f"series {lengths.idxmin()!r}" if lengths is not None else "the series"
+        raise ConfigError(
+            f"The season ({season} steps) is longer than the training part of {who} "
+            f"({shortest} steps): seasonal naive and MASE need at least one full season "
+            "of training history. Set `evaluation.season` or use more data."
+        )
+    if season >= spec.lookback and "seasonal_naive" in config.evaluation.baselines:
+        raise ConfigError(
+            f"The season ({season} steps) must be shorter than `window.lookback` "
+            f"({spec.lookback}) for the seasonal-naive baseline; raise the lookback or set "
+            "`evaluation.season`."
+        )
+    windows = {}
+    for part in PARTS:
+        if part == "train":
+            rows = split.rows("train")
+            part_frame, target_rows = split.frame, rows
+        else:
+            part_frame, target_rows = split.with_history(part, spec.lookback)
+        if not target_rows.any():
+            continue
+        windows[part] = make_windows(
+            scaler.transform(part_frame), schema, spec, target_rows=target_rows, on_short="skip"
+        )
+    for part in PARTS:
+        if part not in windows or len(windows[part]) == 0:
+            raise DataValidationError(
+                f"The {part} part holds no complete window (lookback={spec.lookback}, "
+                f"horizon={spec.horizon}); split sizes: {split.describe()}. Use more data, "
+                "a larger split fraction or a shorter horizon."
+            )
+    mase_scale = _mase_scale(train, schema, windows["train"].series_ids, season)
+    return Prepared(
+        raw_schema=source.schema,
+        policy=source.policy,
+        schema=schema,
+        frame=frame,
+        split=split,
+        scaler=scaler,
+        windows=windows,
+        freq=freq,
+        season=season,
+        mase_scale=mase_scale,
+    )
+
+
+def _mase_scale(
+    train: pd.DataFrame, schema: SeriesSchema, series_ids: tuple[str, ...], season: int
+) -> np.ndarray:
+    """(S, T) in-sample seasonal-naive MAE of each training series."""
+    out = np.empty((len(series_ids), len(schema.targets)))
+    groups = dict(tuple(train.groupby(schema.id_col, sort=False))) if schema.id_col else None
+    for s, sid in enumerate(series_ids):
+        rows = train if groups is None else groups[_key(groups, sid)]
+        for t, col in enumerate(schema.targets):
+            out[s, t] = seasonal_naive_scale(rows[col].to_numpy(np.float64), season)
+    return out
+
+
+def _key(groups: dict, sid: str) -> Any:
+    if sid in groups:
+        return sid
+    for key in groups:
+        if str(key) == str(sid):
+            return key
+    raise DataValidationError(f"Series {sid!r} has no training rows.")

@@ -1,0 +1,271 @@
+"""Score a model and the baselines on the same windows, in original units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from forecast.config import CalibrationConfig
+from forecast.data import Prepared
+from forecast.evaluation.baselines import make_baseline
+from forecast.evaluation.calibration import correcting_windows, recalibrate, warn_short
+from forecast.evaluation.metrics import evaluate, evaluate_by_step
+from forecast.models import check_mask
+from pipelines.errors import ConfigError, DataValidationError
+from pipelines.window import Windows, make_windows
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """Forecasts for a set of windows in original units."""
+
+    point: np.ndarray  # (N, H, T)
+    quantiles: np.ndarray | None  # (N, H, T, Q) or None
+    levels: tuple[float, ...]
+
+
+def predict_windows(
+    model: keras.Model, windows: Windows, *, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scaled outputs (N, H, T) and quantiles (N, H, T, Q) or None, batch by batch.
+
+    `predict_on_batch` runs the model's compiled predict function directly: `Model.predict`
+    builds a tf.data pipeline on every call (~0.1 s, most of a one-series request). It keeps
+    no per-call state on the model, so serving threads may call it at once.
+    """
+    inputs = windows.inputs()
+    if "mask" in inputs:
+        check_mask(inputs["mask"])
+    _trace_any_batch_size(model, inputs)
+    parts = []
+    for start in range(0, len(windows), batch_size):
+        chunk = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        out = model.predict_on_batch(chunk)
+        parts.append(out if isinstance(out, dict) else {"forecast": out})
+    point = np.concatenate([np.asarray(p["forecast"]) for p in parts])
+    if "quantiles" not in parts[0]:
+        return point, None
+    return point, np.concatenate([np.asarray(p["quantiles"]) for p in parts])
+
+
+def _trace_any_batch_size(model: keras.Model, inputs: dict[str, np.ndarray]) -> None:
+    """Give the model's predict function one trace whose batch axis is unknown, once.
+
+    Keras traces `predict_on_batch` for the first batch shape it sees and again, relaxed, for
+    the second (a last chunk of 533 windows after 1024, a one-series request after a part),
+    and TensorFlow warns when several models in one process keep doing so. A trace made with
+    `get_concrete_function` up front is reused by every batch size and is not a call, so
+    nothing is traced twice. The fused RNN layers pad the batch to a few sizes themselves.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    key = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(inputs.items()))
+    traced = model.__dict__.setdefault("_forecast_traced_inputs", set())
+    if key in traced:
+        return
+    model.make_predict_function()
+    spec = {k: tf.TensorSpec((None, *v.shape[1:]), tf.as_dtype(v.dtype)) for k, v in inputs.items()}
+    model.predict_function.get_concrete_function([(spec,)])
+    traced.add(key)
+
+
+def model_forecasts(
+    model: keras.Model,
+    prepared: Prepared,
+    part: str,
+    *,
+    calibration: int = 0,
+    batch_size: int = 1024,
+) -> Forecasts:
+    """The model's forecasts for the windows of `part`, in original units.
+
+    Args:
+        calibration: K of `forecast.evaluation.calibration` (``calibration.windows``); 0 leaves the
+            quantiles as the network gives them. With K > 0 each window's quantiles are
+            corrected with the last K forecasts of its series whose outcomes are known at
+            its origin, read from the whole prepared frame: the same history a served
+            model reads, so evaluation scores exactly what serving returns.
+    """
+    CalibrationConfig(windows=calibration)  # a bad K fails here, named as the config key
+    levels = tuple(getattr(getattr(model, "spec", None), "quantiles", ()) or ())
+    if calibration and not levels:
+        raise ConfigError("`calibration.windows` > 0 needs a quantile head (`model.quantiles`).")
+    if calibration:
+        return _calibrated_forecasts(model, prepared, part, calibration, levels, batch_size)
+    windows = prepared.windows[part]
+    point, quantiles = predict_windows(model, windows, batch_size=batch_size)
+    point = prepared.to_original(point, windows)
+    _check_finite(point, part)
+    if quantiles is not None:
+        quantiles = prepared.to_original(quantiles, windows)
+    return Forecasts(point=point, quantiles=quantiles, levels=levels)
+
+
+def _check_finite(point: np.ndarray, part: str) -> None:
+    if not np.isfinite(point).all():
+        raise DataValidationError(
+            f"The model produced {int((~np.isfinite(point)).sum())} non-finite forecasts on "
+            f"the {part} part; training diverged (lower the learning rate)."
+        )
+
+
+def _calibrated_forecasts(
+    model: keras.Model,
+    prepared: Prepared,
+    part: str,
+    k: int,
+    levels: tuple[float, ...],
+    batch_size: int,
+) -> Forecasts:
+    """Forecasts of `part` recalibrated on earlier windows of the whole frame (any part)."""
+    split, spec = prepared.split, prepared.windows[part].spec
+    time_col = prepared.schema.time_col
+    times = split.frame[time_col].to_numpy()
+    stop = split.ranges.part(part).stop
+    observed = times < split.times[stop] if stop < len(split.times) else np.ones(len(times), bool)
+    every = make_windows(
+        prepared.scaler.transform(split.frame),
+        prepared.schema,
+        spec,
+        target_rows=observed,
+        on_short="skip",
+    )
+    scored = times[every.last + 1] >= split.times[split.ranges.part(part).start]
+    # Earlier windows that can correct a scored one: origins from (first origin - H - K).
+    first = np.full(len(every.series_ids), np.iinfo(np.int64).max)
+    np.minimum.at(first, every.series[scored], every.origin[scored])
+    needed = correcting_windows(every.origin, first[every.series], horizon=spec.horizon, windows=k)
+    every = every.take(needed)
+    scored = scored[needed]
+    if int(scored.sum()) != len(prepared.windows[part]):
+        raise RuntimeError(
+            f"Recalibration found {int(scored.sum())} windows of the {part} part, "
+            f"windowing found {len(prepared.windows[part])}."
+        )
+    point, quantiles = predict_windows(model, every, batch_size=batch_size)
+    point = prepared.to_original(point, every)
+    quantiles = prepared.to_original(quantiles, every)
+    y = prepared.to_original(every.target, every)
+    _check_finite(point[scored], part)
+    calibrated, used = recalibrate(
+        quantiles[scored],
+        levels,
+        series=every.series[scored],
+        origin=every.origin[scored],
+        past_series=every.series,
+        past_origin=every.origin,
+        past_quantiles=quantiles,
+        past_y=y,
+        horizon=spec.horizon,
+        windows=k,
+    )
+    warn_short(used, k, f"{part} windows")
+    return Forecasts(point=point[scored], quantiles=calibrated, levels=levels)
+
+
+RANDOM_WALK = "random_walk"
+
+
+def is_return_target(name: str) -> bool:
+    """Targets that are returns of a price (from `FeatureSpec.target`)."""
+    return name.endswith(("_log_return", "_return"))
+
+
+def baseline_forecasts(
+    prepared: Prepared, part: str, names: tuple[str, ...] | list[str]
+) -> dict[str, np.ndarray]:
+    """Each baseline's forecasts for the windows of `part`, fitted on training windows.
+
+    For return targets the random walk of the price (a zero return, in original units) is
+    always added: it is the forecast a price model has to beat.
+    """
+    train, windows = prepared.windows["train"], prepared.windows[part]
+    horizon, n_targets = windows.spec.horizon, windows.n_targets
+    out = {}
+    if all(is_return_target(t) for t in prepared.schema.targets):
+        out[RANDOM_WALK] = np.zeros((len(windows), horizon, n_targets))
+    for name in names:
+        kwargs: dict[str, Any] = {"horizon": horizon, "n_targets": n_targets}
+        if name == "seasonal_naive":
+            kwargs["season"] = prepared.season
+        baseline = make_baseline(name, **kwargs)
+        baseline.fit(train.past, train.target, train.mask)
+        scaled = baseline.predict(windows.past, windows.mask)
+        out[name] = prepared.to_original(scaled, windows)
+    return out
+
+
+def score(
+    prepared: Prepared,
+    part: str,
+    forecasts: Forecasts,
+    baselines: dict[str, np.ndarray],
+    *,
+    directional: bool = False,
+) -> pd.DataFrame:
+    """Tidy table: one row per (model, metric) on `part`, the model first."""
+    windows = prepared.windows[part]
+    y = prepared.y_true(part)
+    scale = prepared.scale_for(windows)
+    rows = []
+    model_metrics = evaluate(
+        y,
+        forecasts.point,
+        scale=scale,
+        quantiles=forecasts.levels or None,
+        q_pred=forecasts.quantiles,
+        directional=directional,
+    )
+    rows += [("model", k, v) for k, v in model_metrics.items()]
+    for name, pred in baselines.items():
+        metrics = evaluate(y, pred, scale=scale, directional=directional)
+        rows += [(name, k, v) for k, v in metrics.items()]
+    return pd.DataFrame(rows, columns=["model", "metric", "value"])
+
+
+def is_returns(prepared: Prepared) -> bool:
+    """Whether every target is a return of a price (scored with directional accuracy too)."""
+    return all(is_return_target(t) for t in prepared.schema.targets)
+
+
+def score_part(
+    model: keras.Model,
+    prepared: Prepared,
+    part: str,
+    *,
+    baselines: tuple[str, ...] | list[str],
+    calibration: int = 0,
+) -> tuple[pd.DataFrame, Forecasts]:
+    """The model and `baselines` on the windows of `part`: the one way a part is scored.
+
+    Train and backtest jobs both call it, so their tables hold the same metrics (directional
+    accuracy for return targets, the random walk beside every return model).
+
+    Returns:
+        The tidy score table (model, metric, value) and the model's forecasts.
+    """
+    forecasts = model_forecasts(model, prepared, part, calibration=calibration)
+    base = baseline_forecasts(prepared, part, baselines)
+    table = score(prepared, part, forecasts, base, directional=is_returns(prepared))
+    return table, forecasts
+
+
+def per_step(prepared: Prepared, part: str, forecasts: Forecasts) -> pd.DataFrame:
+    """Model metrics per horizon step (step x metric)."""
+    windows = prepared.windows[part]
+    return evaluate_by_step(
+        prepared.y_true(part), forecasts.point, scale=prepared.scale_for(windows)
+    )
+
+
+def wide(table: pd.DataFrame) -> pd.DataFrame:
+    """The tidy score table as model x metric."""
+    out = table.pivot(index="model", columns="metric", values="value")
+    order = ["model", *[m for m in out.index if m != "model"]]
+    return out.loc[order]

@@ -1,0 +1,256 @@
+"""The batch jobs behind the CLI: train (tracked, registered) and rolling-origin backtest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from forecast.config import ForecastConfig
+from forecast.data import Prepared, load_source, prepare
+from forecast.evaluation import plots
+from forecast.evaluation.scoring import (
+    RANDOM_WALK,
+    Forecasts,
+    is_returns,
+    per_step,
+    score_part,
+    wide,
+)
+from forecast.tracking.registry import PromotionResult, register_and_promote
+from forecast.tracking.runs import (
+    MlflowEpochLogger,
+    log_dataset,
+    log_figure,
+    log_metrics,
+    log_table_csv,
+    resolve_tracking_uri,
+    table_metric_names,
+    tracked_run,
+)
+from forecast.training.distribute import make_strategy
+from forecast.training.fitting import Fitted, train_model
+
+log = logging.getLogger(__name__)
+
+_PART_PREFIX = {"validation": "val", "test": "test"}
+
+
+@dataclass(frozen=True, eq=False)
+class TrainOutcome:
+    """What a train job produced."""
+
+    run_id: str
+    config: ForecastConfig
+    fitted: Fitted
+    prepared: Prepared
+    scores: pd.DataFrame  # tidy: part, model, metric, value
+    model_uri: str | None
+    promotion: PromotionResult | None
+
+    def table(self, part: str = "test") -> pd.DataFrame:
+        """Model x metric on one part."""
+        return wide(self.scores[self.scores["part"] == part].drop(columns="part"))
+
+    def verdict(self, part: str = "test") -> str:
+        """One honest sentence: does the model beat the naive (random-walk) forecast?"""
+        return verdict(self.table(part), returns=is_returns(self.prepared))
+
+    def report(self) -> str:
+        """What a train job tells the user: test scores beside baselines, verdict, model."""
+        table = self.table("test")
+        names = ("mase", "mae", "rmse", "smape", "coverage_80", "width_80")
+        cols = [c for c in names if c in table]
+        lines = [
+            f"Test scores (original units), run {self.run_id}:",
+            table[cols].to_string(float_format=lambda v: f"{v:.4f}"),
+            self.verdict("test"),
+            f"model: {self.model_uri}",
+        ]
+        if self.promotion is not None:
+            lines.append(self.promotion.message)
+        return "\n".join(lines)
+
+
+def verdict(table: pd.DataFrame, *, returns: bool) -> str:
+    """Say plainly whether the model's MASE beats the random walk and the naive baselines."""
+    if "mase" not in table.columns:
+        return "No MASE available."
+    mase = table["mase"]
+    model = float(mase.loc["model"])
+    names = (
+        (RANDOM_WALK, "mean", "naive", "seasonal_naive")
+        if returns
+        else (
+            "naive",
+            "seasonal_naive",
+        )
+    )
+    parts = []
+    for name in names:
+        if name in mase.index:
+            other = float(mase.loc[name])
+            word = "beats" if model < other else "does NOT beat"
+            label = _LABELS.get(name, name.replace("_", "-"))
+            parts.append(f"{word} {label} (MASE {model:.3f} vs {other:.3f})")
+    text = "The model " + "; ".join(parts) + "."
+    if returns and RANDOM_WALK in mase.index:
+        gain = 1.0 - model / float(mase.loc[RANDOM_WALK])
+        text += (
+            f" Against the random walk of the price its error is {abs(gain):.1%} "
+            f"{'lower' if gain > 0 else 'higher'}"
+            + ("; it does not beat a random walk." if gain <= 0 else ".")
+        )
+    return text
+
+
+_LABELS = {
+    RANDOM_WALK: "the random walk (zero return)",
+    "mean": "the random walk with drift (mean return)",
+}
+
+
+def _scores(
+    fitted: Fitted, prepared: Prepared, config: ForecastConfig
+) -> tuple[pd.DataFrame, Forecasts]:
+    """Tidy scores on validation and test, and the model's test forecasts."""
+    frames = []
+    for part in ("validation", "test"):
+        table, forecasts = score_part(
+            fitted.model,
+            prepared,
+            part,
+            baselines=config.evaluation.baselines,
+            calibration=config.calibration.windows,
+        )
+        frames.append(table.assign(part=part))
+    scores = pd.concat(frames, ignore_index=True)[["part", "model", "metric", "value"]]
+    return scores, forecasts
+
+
+def _log_scores(scores: pd.DataFrame) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for part, prefix in _PART_PREFIX.items():
+        sub = scores[scores["part"] == part]
+        flat.update(table_metric_names(sub[["model", "metric", "value"]], split=prefix))
+    log_metrics(flat)
+    return flat
+
+
+def _plot(prepared: Prepared, forecasts: Forecasts, part: str = "test") -> Any:
+    """The last window of `part`: forecast, 80% interval and what happened."""
+    windows = prepared.windows[part]
+    i = len(windows) - 1
+    y = prepared.y_true(part)[i, :, 0]
+    lo = hi = None
+    levels = forecasts.levels
+    if forecasts.quantiles is not None and 0.1 in levels and 0.9 in levels:
+        lo = forecasts.quantiles[i, :, 0, levels.index(0.1)]
+        hi = forecasts.quantiles[i, :, 0, levels.index(0.9)]
+    series = windows.series_ids[int(windows.series[i])]
+    return plots.forecast_vs_actual(
+        np.arange(1, len(y) + 1),
+        y,
+        forecasts.point[i, :, 0],
+        lower=lo,
+        upper=hi,
+        title=f"Forecast vs actual, last {part} window of series {series}",
+        ylabel=f"{prepared.schema.targets[0]} (original units)",
+        xlabel="steps ahead",
+    )
+
+
+def train_job(
+    config: ForecastConfig, *, register: bool | None = None, callbacks: tuple = ()
+) -> TrainOutcome:
+    """Train, evaluate against the baselines, log everything to MLflow, register, promote.
+
+    Args:
+        config: the validated job config.
+        register: override `config.tracking.register`.
+        callbacks: extra Keras callbacks (progress reporting).
+    """
+    make_strategy(config.training.strategy)  # before any TensorFlow op; bad TF_CONFIG fails here
+    uri = resolve_tracking_uri(config.tracking.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # the model registry lives in the same store as the runs
+    register = config.tracking.register if register is None else register
+    with tracked_run(
+        experiment=config.experiment,
+        run_name=f"{config.name}-train",
+        config=config.to_dict(),
+        tags={"forecast.job": "train"},
+    ) as run:
+        source = load_source(config.data)
+        prepared = prepare(config, source)
+        log_dataset(
+            prepared.frame,
+            name=config.data.dataset or Path(str(config.data.path)).name,
+            targets=list(prepared.schema.targets),
+            # A local path is a source MLflow understands; a bundled dataset is named in a tag.
+            source=source.origin if config.data.path else None,
+        )
+        mlflow.set_tag("forecast.data_source", source.origin)
+        mlflow.log_params(
+            {
+                "data.freq": prepared.freq,
+                "data.season": prepared.season,
+                **{f"windows.{k}": len(w) for k, w in prepared.windows.items()},
+            }
+        )
+        fitted = train_model(config, prepared, callbacks=[MlflowEpochLogger(), *callbacks])
+        mlflow.log_metrics(
+            {"epochs_run": fitted.result.epochs_run, "best_epoch": fitted.result.best_epoch}
+        )
+        scores, test_forecasts = _scores(fitted, prepared, config)
+        flat = _log_scores(scores)
+        _log_artifacts(fitted, prepared, scores, test_forecasts)
+        model_uri, promotion = _log_model(fitted, config, flat, register=register)
+        return TrainOutcome(
+            run_id=run.info.run_id,
+            config=config,
+            fitted=fitted,
+            prepared=prepared,
+            scores=scores,
+            model_uri=model_uri,
+            promotion=promotion,
+        )
+
+
+def _log_artifacts(
+    fitted: Fitted, prepared: Prepared, scores: pd.DataFrame, forecasts: Forecasts
+) -> None:
+    mlflow.log_text(prepared.scaler.to_json(), "scaler.json")
+    lines: list[str] = []
+    fitted.model.network.summary(print_fn=lambda s, **_: lines.append(s))
+    mlflow.log_text("\n".join(lines), "model_summary.txt")
+    log_table_csv(scores, "scores.csv")
+    log_table_csv(per_step(prepared, "test", forecasts).reset_index(), "per_step.csv")
+    log_figure(_plot(prepared, forecasts), "forecast_vs_actual.png")
+
+
+def _log_model(
+    fitted: Fitted, config: ForecastConfig, flat: dict[str, float], *, register: bool
+) -> tuple[str | None, PromotionResult | None]:
+    from forecast.serving.pyfunc import log_forecaster
+
+    info = log_forecaster(fitted.forecaster, name="model")
+    if not register:
+        return info.model_uri, None
+    metric = config.tracking.promote_metric
+    if metric not in flat:  # `TrackingConfig` allows only metrics every train job logs
+        raise RuntimeError(f"Promotion metric {metric!r} was not computed; have {sorted(flat)}")
+    promotion = register_and_promote(
+        info.model_uri,
+        name=config.registered_model,
+        candidate_metric=flat[metric],
+        metric_name=metric,
+        alias=config.tracking.alias,
+    )
+    mlflow.set_tag("forecast.promotion", promotion.message)
+    return info.model_uri, promotion

@@ -1,0 +1,454 @@
+"""A trained model with its fitted pipeline state: raw history in, forecast rows out.
+
+The same `featurize` path that prepared the training data runs again here, so training
+and serving inputs cannot drift apart. A `Forecaster` saves to a directory
+(`model.keras` + `pipeline.json`, no pickle) that ships inside the MLflow model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+import forecast.models  # noqa: F401 - registers the custom Keras objects for loading
+from forecast.data import featurize
+from forecast.evaluation.calibration import correcting_windows, recalibrate
+from forecast.evaluation.scoring import predict_windows
+from pipelines.errors import DataValidationError
+from pipelines.features import FeatureSpec, future_features
+from pipelines.scale import SeriesScaler
+from pipelines.schema import SINGLE_SERIES_ID, SeriesSchema
+from pipelines.sources import atomic_write
+from pipelines.validate import ValidationPolicy
+from pipelines.window import Windows, WindowSpec, inference_windows, make_windows
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "rnn-forecast/pipeline-v1"
+SERIES_COL, TIME_COL, STEP_COL, TARGET_COL, FORECAST_COL = (
+    "series",
+    "timestamp",
+    "step",
+    "target",
+    "forecast",
+)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python ones, so messages read 3.5 and 'DAX', not np.float64(3.5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def quantile_column(level: float) -> str:
+    """Column name of a quantile level: 0.1 -> ``p10``, 0.025 -> ``p2_5``."""
+    return "p" + f"{level * 100:g}".replace(".", "_")
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineState:
+    """Everything between raw history and model inputs, fitted on training rows only."""
+
+    raw_schema: SeriesSchema
+    policy: ValidationPolicy
+    features: FeatureSpec
+    schema: SeriesSchema
+    scaler: SeriesScaler
+    window: WindowSpec
+    freq: str | None
+    quantiles: tuple[float, ...] = ()
+    calibration_windows: int = 0  # K of `forecast.evaluation.calibration`; 0 = off
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "raw_schema": self.raw_schema.to_dict(),
+            "policy": self.policy.to_dict(),
+            "features": self.features.to_dict(),
+            "schema": self.schema.to_dict(),
+            "scaler": self.scaler.to_dict(),
+            "window": self.window.to_dict(),
+            "freq": self.freq,
+            "quantiles": list(self.quantiles),
+            "calibration_windows": self.calibration_windows,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineState:
+        if d.get("format") != _FORMAT:
+            raise DataValidationError(
+                f"Unknown pipeline state format {d.get('format')!r}; expected {_FORMAT!r}."
+            )
+        return cls(
+            raw_schema=SeriesSchema.from_dict(d["raw_schema"]),
+            policy=ValidationPolicy.from_dict(d["policy"]),
+            features=FeatureSpec.from_dict(d["features"]),
+            schema=SeriesSchema.from_dict(d["schema"]),
+            scaler=SeriesScaler.from_dict(d["scaler"]),
+            window=WindowSpec.from_dict(d["window"]),
+            freq=d["freq"],
+            quantiles=tuple(d.get("quantiles", ())),
+            calibration_windows=int(d.get("calibration_windows", 0)),
+        )
+
+    @property
+    def min_rows(self) -> int:
+        """Raw history rows a series needs: the window's minimum plus the feature warm-up,
+        plus ``K + H - 1`` rows for the K earlier forecasts that recalibrate the quantiles."""
+        return self.window.min_history + self.features.warmup + self.calibration_rows
+
+    @property
+    def calibration_rows(self) -> int:
+        k = self.calibration_windows
+        return k + self.window.horizon - 1 if k else 0
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The forecast rows' columns, in order: the one list `predict` and the signature use."""
+        return [
+            SERIES_COL,
+            TIME_COL,
+            STEP_COL,
+            TARGET_COL,
+            FORECAST_COL,
+            *(quantile_column(q) for q in self.quantiles),
+        ]
+
+
+class Forecaster:
+    """A trained Keras model plus the pipeline state that feeds it.
+
+    Args:
+        model: the trained `keras.Model` (inputs and outputs per docs/contracts.md).
+        state: the fitted pipeline state of the training run.
+    """
+
+    def __init__(self, model: keras.Model, state: PipelineState) -> None:
+        self.model = model
+        self.state = state
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write `model.keras` and `pipeline.json` into `directory` (created if needed)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save(out / "model.keras")
+        state = json.dumps(self.state.to_dict(), indent=2)
+        atomic_write(out / "pipeline.json", lambda tmp: tmp.write_text(state))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Forecaster:
+        """Load a saved forecaster; needs only this package imported."""
+        d = Path(directory)
+        state = PipelineState.from_dict(json.loads((d / "pipeline.json").read_text()))
+        model = keras.saving.load_model(d / "model.keras", compile=False)
+        return cls(model, state)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, frame: pd.DataFrame, *, batch_size: int = 1024) -> pd.DataFrame:
+        """Forecast the `horizon` steps after each series' last observed target.
+
+        Args:
+            frame: raw history rows (time, optional id, targets, covariates), several
+                series allowed. Rows after the last observed target of a series whose
+                target is missing are future rows: they carry known-future covariates.
+
+        Returns:
+            One row per (series, step, target): ``series``, ``timestamp``, ``step``,
+            ``target``, ``forecast`` and one column per quantile (``p10``, ...).
+
+        Raises:
+            DataValidationError: the payload breaks a rule; the message names the
+                column, the series and what was expected.
+        """
+        st = self.state
+        history, future_raw = self._split_rows(frame)
+        self._check_lengths(history)
+        hist, schema, _ = featurize(history, st.raw_schema, st.policy, st.features)
+        if tuple(schema.input_columns) != tuple(st.schema.input_columns):
+            raise DataValidationError(
+                f"The history produced features {list(schema.input_columns)}, but the model "
+                f"was trained on {list(st.schema.input_columns)}."
+            )
+        schema = st.schema
+        ids = self._ids(hist)
+        st.scaler.series_index(pd.unique(ids))  # unknown series -> clear error
+        scaled = st.scaler.transform(hist)
+        future = self._future_frame(hist, future_raw) if schema.future_covariates else None
+        windows = inference_windows(scaled, schema, st.window, future=future)
+        point, quantiles = predict_windows(self.model, windows, batch_size=batch_size)
+        point = st.scaler.inverse_transform_target(
+            point, windows.series, series_ids=windows.series_ids
+        )
+        if quantiles is not None:
+            quantiles = st.scaler.inverse_transform_target(
+                quantiles, windows.series, series_ids=windows.series_ids
+            )
+        if not np.isfinite(point).all():
+            raise DataValidationError("The model produced non-finite forecasts.")
+        if quantiles is not None and st.calibration_windows:
+            quantiles = self._recalibrate(scaled, windows, quantiles, batch_size)
+        last = hist.groupby(ids, sort=False)[schema.time_col].max()
+        return self._rows(windows.series_ids, last, point, quantiles)
+
+    def _recalibrate(
+        self, scaled: pd.DataFrame, windows: Windows, quantiles: np.ndarray, batch_size: int
+    ) -> np.ndarray:
+        """Quantiles corrected with the last K forecasts whose outcomes the history holds."""
+        st = self.state
+        k, h = st.calibration_windows, st.window.horizon
+        try:
+            past = make_windows(scaled, st.schema, st.window, on_short="skip")
+        except DataValidationError:  # no series has a complete earlier window since a gap
+            past = None
+        if past is None or len(past) == 0:
+            raise self._no_earlier_forecasts(list(windows.series_ids), k, h) from None
+        origin = windows.origin
+        keys = np.asarray(windows.series_ids, dtype=object)
+        past_keys = np.asarray(past.series_ids, dtype=object)[past.series]
+        t = dict(zip(keys, origin, strict=True))
+        first = np.array([t[key] for key in past_keys])  # past windows come from these series
+        keep = correcting_windows(past.origin, first, horizon=h, windows=k)
+        past = past.take(keep)
+        counts = pd.Series(past_keys[keep]).value_counts()
+        missing = [key for key in keys if counts.get(key, 0) == 0]
+        if missing:  # history long enough, but cut by a gap just before the origin
+            raise self._no_earlier_forecasts(missing, k, h)
+        _, past_q = predict_windows(self.model, past, batch_size=batch_size)
+        past_q = st.scaler.inverse_transform_target(past_q, past.series, series_ids=past.series_ids)
+        past_y = st.scaler.inverse_transform_target(
+            past.target, past.series, series_ids=past.series_ids
+        )
+        calibrated, _ = recalibrate(
+            quantiles,
+            st.quantiles,
+            series=keys[windows.series],
+            origin=origin,
+            past_series=np.asarray(past.series_ids, dtype=object)[past.series],
+            past_origin=past.origin,
+            past_quantiles=past_q,
+            past_y=past_y,
+            horizon=h,
+            windows=k,
+        )
+        return calibrated
+
+    @staticmethod
+    def _no_earlier_forecasts(series: list[Any], k: int, h: int) -> DataValidationError:
+        return DataValidationError(
+            f"Series {[_plain(s) for s in series[:5]]} have no earlier forecast with a known "
+            f"outcome since their last gap: this model recalibrates its quantiles with the "
+            f"last {k} (calibration.windows), so it needs at least {h} rows after the gap "
+            f"beyond its window ({k + h - 1} to use all {k})."
+        )
+
+    def _ids(self, frame: pd.DataFrame) -> np.ndarray:
+        id_col = self.state.raw_schema.id_col
+        if id_col is None:
+            return np.full(len(frame), SINGLE_SERIES_ID, dtype=object)
+        return frame[id_col].to_numpy()
+
+    def _split_rows(self, frame: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """History rows, and trailing rows without targets that carry future covariates."""
+        raw = self.state.raw_schema
+        if not isinstance(frame, pd.DataFrame):
+            raise DataValidationError(
+                f"Expected a pandas DataFrame of history rows. Received: {type(frame).__name__}"
+            )
+        if frame.empty:
+            raise DataValidationError(
+                "The request holds no rows; send the recent history of each series "
+                f"(columns {self.required_columns})."
+            )
+        missing = [c for c in self.required_columns if c not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"The following columns are missing: {missing}. Expected columns: "
+                f"{self.required_columns}"
+            )
+        frame = frame.reset_index(drop=True)
+        if not raw.future_covariates:
+            self._check_no_future_rows(frame)
+            return frame, None
+        targets = frame[list(raw.targets)].apply(pd.to_numeric, errors="coerce")
+        has_target = targets.notna().all(axis=1).to_numpy()
+        ids = self._ids(frame)
+        # A row is a future row when no later row of its series (in time order) has a target.
+        times = pd.to_datetime(frame[raw.time_col], errors="coerce")
+        order = np.lexsort((times.to_numpy(), pd.factorize(ids)[0]))
+        seen = (
+            pd.Series(has_target[order][::-1])
+            .groupby(pd.factorize(ids)[0][order][::-1])
+            .cummax()
+            .to_numpy()[::-1]
+        )
+        is_future = np.empty(len(frame), bool)
+        is_future[order] = ~seen
+        future = frame[is_future]
+        return frame[~is_future], (future if len(future) else None)
+
+    def _check_no_future_rows(self, frame: pd.DataFrame) -> None:
+        """A model without known-future covariates takes history rows only: say so plainly."""
+        raw = self.state.raw_schema
+        times = pd.to_datetime(frame[raw.time_col], errors="coerce")
+        ok = times.notna().to_numpy()  # bad timestamps are `validate`'s to report
+        last = times[ok].groupby(self._ids(frame)[ok], sort=False).idxmax()
+        targets = frame.loc[last.to_numpy(), list(raw.targets)].apply(
+            pd.to_numeric, errors="coerce"
+        )
+        empty = targets.isna().any(axis=1).to_numpy()
+        if empty.any():
+            sid = _plain(last.index[int(np.flatnonzero(empty)[0])])
+            raise DataValidationError(
+                f"Series {sid!r} ends with a row without target {list(raw.targets)}: this model "
+                "reads no known-future covariates, so send history rows only, each with its "
+                "target."
+            )
+
+    def _check_lengths(self, history: pd.DataFrame) -> None:
+        need = self.state.min_rows
+        counts = pd.Series(self._ids(history)).value_counts()
+        short = counts[counts < need]
+        if len(short):
+            listed = ", ".join(f"{k!r} has {v}" for k, v in short.head(5).items())
+            kind = "dynamic (min_lookback)" if self.state.window.dynamic else "static"
+            raise DataValidationError(
+                f"History too short: {listed} rows. This {kind} model needs at least "
+                f"{need} rows per series ({self.state.window.min_history} for the window, "
+                f"{self.state.features.warmup} for feature warm-up"
+                + (
+                    f", {self.state.calibration_rows} for the "
+                    f"{self.state.calibration_windows} earlier forecasts that recalibrate "
+                    "its quantiles (calibration.windows)"
+                    if self.state.calibration_windows
+                    else ""
+                )
+                + ")."
+            )
+
+    def _future_times(self, last: pd.Series) -> dict[Any, pd.DatetimeIndex]:
+        freq = self.state.freq or self.state.raw_schema.freq
+        if freq is None:
+            raise DataValidationError("The model has no frequency to extend the timeline.")
+        offset = pd.tseries.frequencies.to_offset(freq)
+        h = self.state.window.horizon
+        return {sid: pd.date_range(t + offset, periods=h, freq=offset) for sid, t in last.items()}
+
+    def _future_frame(self, hist: pd.DataFrame, future_raw: pd.DataFrame | None) -> pd.DataFrame:
+        """Scaled future covariates over the horizon: user-given values + calendar columns."""
+        st = self.state
+        raw, schema = st.raw_schema, st.schema
+        last = hist.groupby(self._ids(hist), sort=False)[schema.time_col].max()
+        per_series = list(self._future_times(last).values())
+        times = per_series[0].append(per_series[1:])  # (S * H,), series after series
+        ids = np.repeat(np.asarray(last.index, dtype=object), st.window.horizon)
+        fut = pd.DataFrame({schema.time_col: times})
+        if raw.id_col is not None:
+            fut[raw.id_col] = ids
+        if raw.future_covariates:
+            given = self._user_future(future_raw, ids, times, last)
+            for j, col in enumerate(raw.future_covariates):
+                fut[col] = given[:, j]
+        cal = future_features(times, st.features)
+        for col in cal.columns:
+            fut[col] = cal[col].to_numpy()
+        for col in schema.value_columns:
+            if col not in fut.columns:
+                fut[col] = 0.0  # placeholders so the scaler sees its columns; not model inputs
+        scaled = st.scaler.transform(fut)
+        keep = [schema.time_col, *([raw.id_col] if raw.id_col else []), *schema.future_covariates]
+        return scaled[keep]
+
+    def _user_future(
+        self,
+        future_raw: pd.DataFrame | None,
+        ids: np.ndarray,
+        times: pd.DatetimeIndex,
+        last: pd.Series,
+    ) -> np.ndarray:
+        """(len(ids), C) known-future covariates the user sent for each (series, time) needed."""
+        raw = self.state.raw_schema
+        cols = list(raw.future_covariates)
+        h = self.state.window.horizon
+        if future_raw is None:
+            raise DataValidationError(
+                f"This model needs known-future covariates {cols} for the next {h} steps: "
+                f"add {h} rows per series after its history, with the target left empty."
+            )
+        given_times = pd.to_datetime(future_raw[raw.time_col], errors="coerce")
+        given_ids = self._ids(future_raw).astype(object)
+        values = future_raw[cols].apply(pd.to_numeric, errors="coerce")
+        values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row, j = np.argwhere(bad)[0]
+            value = future_raw[cols[j]].iloc[row]
+            shown = "no value" if pd.isna(value) else repr(_plain(value))
+            raise DataValidationError(
+                f"Future covariate '{cols[j]}' must be a finite number in every future row "
+                f"(the rows after the last target); series {_plain(given_ids[row])!r} at "
+                f"{given_times.iloc[row]} has {shown}."
+            )
+        keys = pd.MultiIndex.from_arrays([given_ids, given_times])
+        repeated = np.flatnonzero(keys.duplicated())
+        if len(repeated):
+            row = repeated[0]
+            raise DataValidationError(
+                f"Future rows repeat series {_plain(given_ids[row])!r} at {given_times.iloc[row]}"
+                f"; send one row per (series, timestamp)."
+            )
+        pos = keys.get_indexer(pd.MultiIndex.from_arrays([ids, times]))
+        if (pos < 0).any():
+            i = int(np.flatnonzero(pos < 0)[0])
+            raise DataValidationError(
+                f"Future covariates {cols} are missing for series {_plain(ids[i])!r} at "
+                f"{times[i]}: send one row per step for the {h} steps after the last history "
+                f"timestamp ({last[ids[i]]})."
+            )
+        return values[pos]
+
+    def _rows(
+        self,
+        series_ids: tuple[Any, ...],
+        last: pd.Series,
+        point: np.ndarray,
+        quantiles: np.ndarray | None,
+    ) -> pd.DataFrame:
+        st = self.state
+        n, h, t = point.shape
+        times = self._future_times(last)
+        step = np.tile(np.repeat(np.arange(1, h + 1), t), n)
+        out = pd.DataFrame(
+            {
+                SERIES_COL: np.repeat(np.asarray([str(s) for s in series_ids], object), h * t),
+                TIME_COL: np.concatenate([np.repeat(times[s].to_numpy(), t) for s in series_ids]),
+                STEP_COL: step.astype(np.int64),
+                TARGET_COL: np.tile(np.asarray(st.schema.targets, object), n * h),
+                FORECAST_COL: point.reshape(-1).astype(np.float64),
+            }
+        )
+        if quantiles is not None:
+            flat = quantiles.reshape(n * h * t, -1)
+            for j, q in enumerate(st.quantiles):
+                out[quantile_column(q)] = flat[:, j].astype(np.float64)
+        return out[st.output_columns]
+
+    # ------------------------------------------------------------------ description
+    @property
+    def required_columns(self) -> list[str]:
+        raw = self.state.raw_schema
+        cols = [raw.time_col, *([raw.id_col] if raw.id_col else []), *raw.value_columns]
+        cols += [c for c in self._feature_inputs() if c not in cols]
+        return cols
+
+    def _feature_inputs(self) -> list[str]:
+        f = self.state.features
+        return [*f.log_returns, *f.simple_returns, *f.ohlc, *f.lag_columns]

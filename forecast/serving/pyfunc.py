@@ -1,0 +1,220 @@
+"""MLflow pyfunc for a `Forecaster`: raw history rows in, forecast rows out, loadable anywhere.
+
+The model is logged from code (MLflow's models from code): the code file
+`forecast/serving/model_code.py` names `ForecasterModel`, and the Keras model and the fitted
+pipeline state (``model.keras`` + ``pipeline.json``) and a warm-up request are artifacts
+that `load_context` reads. Nothing is pickled. The ``forecast`` and ``pipelines`` source
+directories ship as ``code_paths``, so ``mlflow.pyfunc.load_model`` and
+``mlflow models serve`` work where this package is not installed.
+
+Example:
+    >>> with mlflow.start_run():
+    ...     info = log_forecaster(fitted.forecaster, input_example=history)
+    >>> model = mlflow.pyfunc.load_model(info.model_uri)
+    >>> model.predict(history)          # same rows as fitted.forecaster.predict(history)
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, DataType, Schema
+
+import forecast
+import pipelines
+from forecast.serving.forecaster import (
+    SERIES_COL,
+    STEP_COL,
+    TARGET_COL,
+    TIME_COL,
+    Forecaster,
+)
+from pipelines.errors import ConfigError, ForecastError
+
+FORECASTER_ARTIFACT = "forecaster"
+WARMUP_ARTIFACT = "warmup"
+# The models-from-code file MLflow copies into every logged model and runs at load time.
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+# Distributions the served model imports, pinned to the versions that trained it.
+_REQUIREMENTS = ("keras", "pandas", "numpy", "scikit-learn", "mlflow", "pyyaml", "pyarrow")
+_TENSORFLOW = ("tensorflow-cpu", "tensorflow")
+_EXAMPLE_START = pd.Timestamp("2000-01-03")  # a Monday: on the grid of "B", "W-MON", "D", ...
+
+
+class ForecasterModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc wrapper: loads the forecaster once, then only computes.
+
+    Models logged before models from code pickled an instance of this class as
+    ``forecast.serving.ForecasterModel``; `forecast.serving` still exports it under that
+    name, so they keep loading.
+
+    `predict` reads the loaded forecaster and writes nothing shared, so the scoring server may
+    call it from several threads at once.
+    """
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        forecaster = Forecaster.load(context.artifacts[FORECASTER_ARTIFACT])
+        # The first call traces the Keras predict function; pay for it before traffic arrives.
+        forecaster.predict(pd.read_parquet(context.artifacts[WARMUP_ARTIFACT]))
+        self._forecaster = forecaster
+
+    @property
+    def forecaster(self) -> Forecaster:
+        """The loaded forecaster (after `load_context`)."""
+        return self._forecaster
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Forecast rows for the history rows in `model_input` (see `Forecaster.predict`).
+
+        Raises:
+            MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400 when served) with the
+                message of the `ForecastError` that the payload caused.
+        """
+        try:
+            return self._forecaster.predict(model_input)
+        except ForecastError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+
+
+def pip_requirements() -> list[str]:
+    """The serving environment: TensorFlow (the flavour installed), Keras, pandas, ... pinned."""
+    reqs = []
+    for dist in _TENSORFLOW:
+        try:
+            reqs.append(f"{dist}=={importlib.metadata.version(dist)}")
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    else:
+        raise ConfigError("Neither tensorflow-cpu nor tensorflow is installed.")
+    reqs += [f"{dist}=={importlib.metadata.version(dist)}" for dist in _REQUIREMENTS]
+    return reqs
+
+
+def forecaster_signature(forecaster: Forecaster) -> ModelSignature:
+    """Explicit signature: history columns in, forecast rows out.
+
+    The time column is typed ``datetime``: the scoring server parses ISO strings of a JSON
+    request with ``pd.to_datetime`` and in-process callers pass ``datetime64`` columns
+    (time-zone-naive). Series ids are ``long`` when the model was fitted on integer ids,
+    else ``string``. Value columns are ``double``; a missing target (``null``) marks a
+    future row.
+    """
+    raw = forecaster.state.raw_schema
+    inputs = [ColSpec(DataType.datetime, raw.time_col)]
+    if raw.id_col is not None:
+        inputs.append(ColSpec(_id_type(forecaster), raw.id_col))
+    keys = (raw.time_col, raw.id_col)
+    inputs += [ColSpec(DataType.double, c) for c in forecaster.required_columns if c not in keys]
+    types = {SERIES_COL: DataType.string, TIME_COL: DataType.datetime, STEP_COL: DataType.long}
+    types[TARGET_COL] = DataType.string
+    outputs = [
+        ColSpec(types.get(col, DataType.double), col) for col in forecaster.state.output_columns
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def _id_type(forecaster: Forecaster) -> DataType:
+    ids = [s for s in forecaster.state.scaler.series_ids_ if s is not None]
+    integer = bool(ids) and all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) for s in ids
+    )
+    return DataType.long if integer else DataType.string
+
+
+def example_history(forecaster: Forecaster, *, rows: int | None = None) -> pd.DataFrame:
+    """A valid request for `forecaster`: one series of constant values on its time grid.
+
+    It has `rows` history rows (default: the full lookback plus feature warm-up, plus the
+    rows of the earlier forecasts that recalibrate a calibrated model's quantiles) and, when
+    the model reads known-future covariates, `horizon` future rows with the target empty.
+    The numbers mean nothing; it is the warm-up request and the default input example.
+
+    Raises:
+        ConfigError: the model has no frequency (it could not extend the timeline either).
+    """
+    st = forecaster.state
+    raw = st.raw_schema
+    freq = st.freq or raw.freq
+    if freq is None:
+        raise ConfigError("The model has no data frequency; cannot build an example request.")
+    full = st.window.lookback + st.features.warmup + st.calibration_rows
+    n_hist = rows if rows is not None else full
+    n_future = st.window.horizon if raw.future_covariates else 0
+    times = pd.date_range(_EXAMPLE_START, periods=n_hist + n_future, freq=freq).as_unit("ns")
+    frame = pd.DataFrame({raw.time_col: times})
+    if raw.id_col is not None:
+        known = [s for s in st.scaler.series_ids_ if s is not None]
+        frame[raw.id_col] = known[0] if known else "example"
+    for col in forecaster.required_columns:
+        if col not in frame.columns:
+            frame[col] = 1.0
+    if n_future:
+        frame.loc[n_hist:, list(raw.targets)] = np.nan
+    return frame
+
+
+def log_forecaster(
+    forecaster: Forecaster,
+    *,
+    name: str = "model",
+    input_example: pd.DataFrame | None = None,
+    registered_model_name: str | None = None,
+) -> ModelInfo:
+    """Log `forecaster` as a pyfunc model of the active MLflow run.
+
+    The input example (default `example_history`) is predicted once here, so a model whose
+    example fails is never logged; it is also the warm-up request of `load_context`.
+
+    Args:
+        forecaster: the trained forecaster.
+        name: the model's name within the run.
+        input_example: a history frame the model accepts, shown in the UI and used to warm up.
+        registered_model_name: also register a version under this name (no alias is moved:
+            use `forecast.tracking.registry.register_and_promote` for that).
+
+    Returns:
+        MLflow's `ModelInfo`; ``model_uri`` is ``models:/m-<id>``.
+
+    Raises:
+        ConfigError: no run is active, or `forecaster` is not a `Forecaster`.
+        ForecastError: the input example is not a valid request.
+    """
+    if mlflow.active_run() is None:
+        raise ConfigError("`log_forecaster` needs an active MLflow run: call it inside one.")
+    if not isinstance(forecaster, Forecaster):
+        raise ConfigError(
+            f"`forecaster` must be a Forecaster. Received: {type(forecaster).__name__}"
+        )
+    example = example_history(forecaster) if input_example is None else input_example
+    forecaster.predict(example)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = forecaster.save(Path(tmp) / FORECASTER_ARTIFACT)
+        warmup = Path(tmp) / "warmup.parquet"
+        example.to_parquet(warmup, index=False)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE),
+            artifacts={FORECASTER_ARTIFACT: str(saved), WARMUP_ARTIFACT: str(warmup)},
+            code_paths=[_package_dir(forecast), _package_dir(pipelines)],
+            signature=forecaster_signature(forecaster),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name,
+        )
+
+
+def _package_dir(module: Any) -> str:
+    return str(Path(module.__file__).resolve().parent)

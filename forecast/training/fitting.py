@@ -1,0 +1,145 @@
+"""Build, compile and fit the configured model on prepared windows."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+
+import keras
+
+from forecast.config import ForecastConfig
+from forecast.data import Prepared
+from forecast.models import build_model, compile_model, with_teacher_targets
+from forecast.serving.forecaster import Forecaster, PipelineState
+from forecast.training.distribute import even_batch_size, make_strategy
+from forecast.training.loop import TrainResult, fit, seed_everything
+from pipelines.dataset import to_dataset
+from pipelines.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Fitted:
+    """A trained model, how training went, and the forecaster that serves it."""
+
+    model: keras.Model
+    result: TrainResult
+    forecaster: Forecaster
+
+
+def check_compatible(config: ForecastConfig, prepared: Prepared) -> None:
+    """Fail before training when the model spec and the windows disagree."""
+    if config.model.mode == "static" and config.window.dynamic:
+        raise ConfigError(
+            "Dynamic windows (`window.min_lookback` set) need `model.mode: dynamic`; "
+            "a static model reads exactly `window.lookback` steps."
+        )
+    if config.model.mode == "dynamic" and not config.window.dynamic:
+        raise ConfigError(
+            "`model.mode: dynamic` needs variable-length windows: set `window.min_lookback`."
+        )
+    prepared_spec = prepared.windows["train"].spec
+    if prepared_spec != config.window:
+        # The network is sized from the prepared windows and the saved state from the config:
+        # a mismatch would only show at serving time, as a Keras shape error.
+        raise ConfigError(
+            f"`window` of the config ({config.window.to_dict()}) differs from the windows the "
+            f"data was prepared with ({prepared_spec.to_dict()}); prepare the data with this "
+            f"config (`window.lookback` {config.window.lookback} vs {prepared_spec.lookback})."
+        )
+
+
+def _compiled_model(config: ForecastConfig, prepared: Prepared) -> keras.Model:
+    """The configured model, sized from the training windows and compiled."""
+    train = prepared.windows["train"]
+    model = build_model(
+        config.model,
+        n_features=train.n_features,
+        n_targets=train.n_targets,
+        horizon=train.spec.horizon,
+        n_future=train.n_future,
+        lookback=train.spec.lookback,
+    )
+    return compile_model(model, config.optimizer)
+
+
+def train_model(
+    config: ForecastConfig,
+    prepared: Prepared,
+    *,
+    callbacks: list[keras.callbacks.Callback] | tuple = (),
+    checkpoint_dir: str | None = None,
+) -> Fitted:
+    """Seed, build the model sized from the training windows, and fit it.
+
+    The model and its optimizer are created inside the scope of `training.strategy`
+    (`forecast.training.distribute.make_strategy`), so one code path trains on one device, on
+    every local GPU, or on the workers of TF_CONFIG; the datasets stay as they are and
+    Keras splits each global batch across the replicas.
+    """
+    check_compatible(config, prepared)
+    tc = config.training
+    strategy = make_strategy(tc.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if tc.batch_size % replicas:
+        raise ConfigError(
+            f"`training.batch_size` is the global batch, split evenly across the {replicas} "
+            f"replicas of `training.strategy: {tc.strategy}`: use a multiple of {replicas}. "
+            f"Received: batch_size={tc.batch_size}"
+        )
+    if replicas > 1 and config.window.dynamic:
+        # Keras 3.15 averages the first batch over the replicas to build the metrics, and
+        # TensorFlow cannot add up the boolean `mask` input of variable-length windows.
+        raise ConfigError(
+            f"`model.mode: dynamic` (masked, variable-length windows) cannot train on the "
+            f"{replicas} replicas of `training.strategy: {tc.strategy}` with Keras "
+            f"{keras.__version__}: use static windows, or `training.strategy: none`."
+        )
+    seed_everything(tc.seed, deterministic=tc.deterministic)
+    train, val = prepared.windows["train"], prepared.windows["validation"]
+    with strategy.scope():  # variables (weights, optimizer slots) mirror across replicas
+        model = _compiled_model(config, prepared)
+    bucket = config.window.dynamic
+    train_ds = to_dataset(
+        train,
+        batch_size=even_batch_size(tc.batch_size, len(train), replicas),
+        shuffle=True,
+        seed=tc.seed,
+        bucket=bucket,
+    )
+    val_batch = max(tc.batch_size, 512 - 512 % replicas)  # a multiple of the replicas
+    val_ds = to_dataset(val, batch_size=even_batch_size(val_batch, len(val), replicas))
+    if config.model.head == "seq2seq":
+        # Teacher forcing: the decoder sees the true previous targets during training only.
+        train_ds = train_ds.map(lambda x, y: (with_teacher_targets(x, y), y))
+    with tempfile.TemporaryDirectory() as tmp:
+        result = fit(
+            model,
+            train_ds,
+            val_ds,
+            config=tc,
+            checkpoint_dir=checkpoint_dir or tmp,
+            callbacks=list(callbacks),
+        )
+    if tc.strategy != "none":
+        # A model built in a strategy's scope keeps it: its `predict_on_batch` (used by
+        # evaluation and serving) runs the whole batch on every replica and returns the
+        # outputs of all of them, one after the other. Evaluate, save and serve a plain
+        # copy with the trained weights (its optimizer state starts fresh).
+        plain = _compiled_model(config, prepared)
+        plain.set_weights(model.get_weights())
+        model = plain
+    state = PipelineState(
+        raw_schema=prepared.raw_schema,
+        policy=prepared.policy,
+        features=config.data.features,
+        schema=prepared.schema,
+        scaler=prepared.scaler,
+        window=config.window,
+        freq=prepared.freq,
+        quantiles=tuple(config.model.quantiles),
+        calibration_windows=config.calibration.windows,
+    )
+    return Fitted(model=model, result=result, forecaster=Forecaster(model, state))

@@ -1,0 +1,154 @@
+"""Training: early stopping, learning-rate schedule on plateau, checkpoints, resume, seeds."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from forecast.config import TrainConfig
+from pipelines.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a fit produced: the per-epoch history and where it stopped."""
+
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    """Seed every generator a training run touches, and ask TF for deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        # Global and sticky for the process; it costs little on CPU and makes reruns equal.
+        tf.config.experimental.enable_op_determinism()
+
+
+def _model_inputs(model: keras.Model) -> dict[str, tuple]:
+    network = getattr(model, "network", model)  # ForecastModel wraps a functional network
+    try:
+        inputs = network.inputs
+    except (AttributeError, ValueError):  # subclassed models have no symbolic inputs
+        return {}
+    return {t.name.split(":")[0]: tuple(t.shape) for t in inputs}
+
+
+def check_data_fits_model(model: keras.Model, data: tf.data.Dataset) -> None:
+    """Fail before training when the batches' feature counts differ from the model's inputs."""
+    expected = _model_inputs(model)
+    spec = data.element_spec
+    x_spec = spec[0] if isinstance(spec, tuple) else spec
+    if not expected or not isinstance(x_spec, dict):
+        return
+    for name, shape in expected.items():
+        if name not in x_spec:
+            continue
+        got = tuple(x_spec[name].shape)
+        if len(got) != len(shape):
+            raise ConfigError(
+                f"Input '{name}' has {len(got) - 1} dimensions per window but the model expects "
+                f"{len(shape) - 1}. Received shape {got}, model input {shape}."
+            )
+        for axis, (g, e) in enumerate(zip(got, shape, strict=True)):
+            if axis and g is not None and e is not None and g != e:
+                what = "features" if axis == len(shape) - 1 else "steps"
+                raise ConfigError(
+                    f"Input '{name}' has {g} {what} per window but the model was built for "
+                    f"{e} (axis {axis}). Rebuild the model from the data's shapes "
+                    f"(`build_model(..., n_features=...)`) or check the feature columns."
+                )
+
+
+def _verbosity(verbose: str | int) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 0
+    return int(verbose)
+
+
+def fit(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    val_data: tf.data.Dataset,
+    *,
+    config: TrainConfig,
+    checkpoint_dir: str | Path | None = None,
+    callbacks: list[keras.callbacks.Callback] | tuple = (),
+) -> TrainResult:
+    """Fit a compiled model with early stopping, LR reduction, checkpoints and resume.
+
+    When `checkpoint_dir` is given, the model is saved after every epoch
+    (`last.keras`), the best one is kept (`best.keras`), and a backup of the training
+    state lets a run that was killed resume from its last finished epoch when `fit` is
+    called again with the same directory.
+
+    Args:
+        model: a compiled `keras.Model`.
+        train_data: batches of `(inputs, target)`.
+        val_data: validation batches, used for early stopping and checkpoints.
+        config: epochs, patience, seed and verbosity.
+        checkpoint_dir: where checkpoints and the resume backup live; None for none.
+        callbacks: extra callbacks, such as an MLflow logger.
+
+    Returns:
+        The history and the epoch whose weights were restored.
+    """
+    if getattr(model, "optimizer", None) is None or not model.compiled:
+        raise ConfigError("`model` must be compiled before `fit`. Received an uncompiled model.")
+    check_data_fits_model(model, train_data)
+    cbs: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=config.reduce_lr_factor,
+            patience=config.reduce_lr_patience,
+            min_lr=config.min_lr,
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        cbs += [
+            # BackupAndRestore must come first among the stateful callbacks so that the
+            # epoch counter is restored before anything else runs.
+            keras.callbacks.BackupAndRestore(str(ckpt / "backup"), delete_checkpoint=True),
+            keras.callbacks.ModelCheckpoint(str(ckpt / "last.keras")),
+            keras.callbacks.ModelCheckpoint(
+                str(ckpt / "best.keras"), monitor="val_loss", save_best_only=True
+            ),
+        ]
+    cbs += list(callbacks)
+    history = model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        callbacks=cbs,
+        verbose=_verbosity(config.verbose),
+        shuffle=False,  # datasets arrive shuffled with their own seed
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    val = hist.get("val_loss", [])
+    if any(v != v for v in val):  # NaN
+        raise FloatingPointError(
+            "Validation loss became NaN during training; lower the learning rate or "
+            "check the scaled inputs for extreme values."
+        )
+    best = int(min(range(len(val)), key=val.__getitem__)) if val else len(hist.get("loss", [])) - 1
+    return TrainResult(
+        history=hist,
+        epochs_run=len(hist.get("loss", [])),
+        best_epoch=best,
+        best_val_loss=float(val[best]) if val else float("nan"),
+    )

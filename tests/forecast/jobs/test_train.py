@@ -1,0 +1,162 @@
+"""The train job end to end on real data: MLflow run contents, registry, failure status."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from forecast.config import ForecastConfig
+from forecast.evaluation.scoring import model_forecasts
+from forecast.jobs.backtest import run_backtest
+from forecast.jobs.train import train_job, verdict
+from pipelines import datasets
+from pipelines.errors import ConfigError
+
+SMALL = {
+    "name": "jobs_sunspots",
+    "data": {"dataset": "sunspots", "last_n": 360},
+    "split": {"validation": 0.2, "test": 0.2},
+    "window": {"lookback": 24, "horizon": 6},
+    "model": {"cell": "lstm", "units": [4], "quantiles": [0.1, 0.5, 0.9]},
+    "training": {"epochs": 2, "batch_size": 64, "verbose": 0},
+    "evaluation": {"season": 12},
+    "backtest": {"folds": 2, "test_steps": 12, "min_train": 120},
+}
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    # One real training run shared by the assertions below (module scope: trained once).
+    root = tmp_path_factory.mktemp("jobs")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    config = ForecastConfig.from_dict({**SMALL, "tracking": {"tracking_uri": uri}})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        result = train_job(config)
+    return result, uri
+
+
+def test_run_logs_config_metrics_and_baselines(outcome):
+    result, uri = outcome
+    client = MlflowClient(uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["window.lookback"] == "24" and params["model.cell"] == "lstm"
+    for key in (
+        "test_mase",
+        "test_mae",
+        "test_rmse",
+        "test_smape",
+        "test_coverage_80",
+        "naive_test_mase",
+        "seasonal_naive_test_mase",
+        "val_mase",
+    ):
+        assert np.isfinite(metrics[key]), key
+    assert tags["forecast.version"]
+    history = client.get_metric_history(result.run_id, "loss")
+    assert len(history) == result.fitted.result.epochs_run  # one point per epoch
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {
+        "config.yaml",
+        "scaler.json",
+        "model_summary.txt",
+        "scores.csv",
+        "per_step.csv",
+        "forecast_vs_actual.png",
+    } <= artifacts
+    inputs = run.inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest
+
+
+def test_scores_are_in_original_units_and_match_the_table(outcome):
+    result, uri = outcome
+    y = result.prepared.y_true("test")
+    # The last test target is the last observation of the raw data, in sunspot counts.
+    assert y[-1, -1, 0] == pytest.approx(datasets.load("sunspots").frame["value"].iloc[-1])
+    point = model_forecasts(result.fitted.model, result.prepared, "test").point
+    mae = float(np.mean(np.abs(y - point)))
+    table = result.table("test")
+    assert table.loc["model", "mae"] == pytest.approx(mae, rel=1e-6)
+    logged = MlflowClient(uri).get_run(result.run_id).data.metrics
+    assert logged["test_mae"] == pytest.approx(mae, rel=1e-6)
+    assert logged["naive_test_mase"] == pytest.approx(table.loc["naive", "mase"], rel=1e-6)
+    assert "naive" in result.verdict()
+
+
+def test_registered_and_promoted(outcome):
+    result, uri = outcome
+    assert result.promotion is not None and result.promotion.promoted
+    client = MlflowClient(uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("jobs_sunspots", "champion")
+    assert int(version.version) == result.promotion.version
+
+
+def test_failed_run_is_marked_failed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    bad = {
+        **SMALL,
+        "name": "jobs_fail",
+        "window": {"lookback": 400, "horizon": 6},
+        "tracking": {"tracking_uri": uri},
+    }
+    config = ForecastConfig.from_dict(bad)
+    with pytest.raises(Exception) as err:
+        train_job(config)
+    runs = mlflow.search_runs(experiment_names=["jobs_fail"])
+    assert list(runs["status"]) == ["FAILED"]
+    assert str(err.value)[:40] in runs["tags.error"].iloc[0]
+
+
+def test_verdict_says_plainly_when_the_model_loses():
+    table = pd.DataFrame(
+        {"mase": [1.10, 1.05, 1.00, 1.30]},
+        index=["model", "random_walk", "naive", "seasonal_naive"],
+    )
+    text = verdict(table, returns=True)
+    assert "does NOT beat the random walk (zero return) (MASE 1.100 vs 1.050)" in text
+    assert "does NOT beat naive (MASE 1.100 vs 1.000)" in text
+    assert "beats seasonal-naive" in text
+    assert "4.8% higher; it does not beat a random walk." in text
+    levels = verdict(table.drop(index="random_walk"), returns=False)
+    assert "random walk" not in levels and "does NOT beat naive" in levels
+
+
+@pytest.mark.slow
+def test_backtest_refits_per_fold_with_nested_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = ForecastConfig.from_dict(
+        {**SMALL, "name": "jobs_bt", "tracking": {"tracking_uri": uri}}
+    )
+    result = run_backtest(config)
+    assert sorted(result.folds["fold"].unique()) == [0, 1]
+    runs = mlflow.search_runs(experiment_names=["jobs_bt"])
+    children = runs[runs["tags.mlflow.parentRunId"] == result.run_id]
+    assert len(children) == 2 and set(runs["status"]) == {"FINISHED"}
+    # Folds and the summary use the train job's metric names.
+    assert children["metrics.test_mase"].notna().all()
+    assert children["metrics.naive_test_mase"].notna().all()
+    parent = runs[runs["run_id"] == result.run_id].iloc[0]
+    mean_mase = result.folds.query("model == 'model' and metric == 'mase'")["value"].mean()
+    assert parent["metrics.backtest_mase"] == pytest.approx(mean_mase)
+    assert np.isfinite(parent["metrics.naive_backtest_mase"])
+    # Each fold's origin is later than the previous one; its scaler saw only its own training rows.
+    origins = result.folds.drop_duplicates("fold")["origin"].tolist()
+    assert origins == sorted(origins)
+
+
+def test_backtest_rejects_folds_that_do_not_fit():
+    config = ForecastConfig.from_dict(
+        {**SMALL, "backtest": {"folds": 50, "test_steps": 12, "min_train": 120}}
+    )
+    with pytest.raises(ConfigError, match="need at least"):
+        run_backtest(config)
+
+
+def test_dataset_is_real():
+    assert len(datasets.load("sunspots").frame) == 2820

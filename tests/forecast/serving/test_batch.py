@@ -1,0 +1,182 @@
+"""Batch prediction: a model from a saved folder or an MLflow URI, run on CSV-like history."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from forecast.config import ForecastConfig
+from forecast.data import prepare
+from forecast.serving.batch import load_model, predict_frame
+from forecast.serving.forecaster import Forecaster
+from forecast.serving.pyfunc import log_forecaster
+from forecast.training.fitting import train_model
+from pipelines import datasets
+from pipelines.errors import DataValidationError
+
+CONFIG = {
+    "name": "batch",
+    "data": {"dataset": "eustockmarkets", "last_n": 120},
+    "window": {"lookback": 12, "horizon": 3},
+    "model": {"units": [4]},
+    "training": {"epochs": 1, "verbose": 0},
+    "evaluation": {"baselines": ["naive"]},
+}
+RAW = datasets.load("eustockmarkets").frame
+TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One trained forecaster, saved to a folder and logged to an MLflow store."""
+
+    forecaster: Forecaster
+    folder: Path
+    store: str
+    uri: str
+
+
+@contextlib.contextmanager
+def use_store(uri: str):
+    """Point MLflow at `uri` for the block; the global URI would outrank the per-test one."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def kept_sys_path():
+    """Loading a pyfunc model puts its code folder on sys.path: take it off again."""
+    before = list(sys.path)
+    try:
+        yield
+    finally:
+        sys.path[:] = before
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Saved:
+    config = ForecastConfig.from_dict(CONFIG)
+    forecaster = train_model(config, prepare(config)).forecaster
+    root = tmp_path_factory.mktemp("batch")
+    folder = forecaster.save(root / "saved")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    with contextlib.chdir(root), use_store(store):
+        experiment = MlflowClient().create_experiment("batch")
+        with mlflow.start_run(experiment_id=experiment) as run:
+            log_forecaster(forecaster, name="model")
+    return Saved(forecaster, folder, store, f"runs:/{run.info.run_id}/model")
+
+
+@pytest.fixture(scope="module")
+def served(saved) -> mlflow.pyfunc.PyFuncModel:
+    with use_store(saved.store), kept_sys_path():
+        return load_model(saved.uri)
+
+
+def history(end: int = 1500, rows: int = 20) -> pd.DataFrame:
+    """The last `rows` raw rows of every series up to row `end` of a series."""
+    cut = RAW["timestamp"].iloc[end]
+    return RAW[RAW["timestamp"] <= cut].groupby("series").tail(rows).reset_index(drop=True)
+
+
+def as_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` written to CSV and read back: the timestamps come back as text."""
+    return pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+
+
+def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == list(want.columns)
+    for col in ("series", "step", "target"):
+        assert got[col].tolist() == want[col].tolist()
+    assert (pd.to_datetime(got["timestamp"]) == want["timestamp"]).all()
+    np.testing.assert_allclose(got["forecast"], want["forecast"], rtol=0, atol=TOL)
+
+
+# ----------------------------------------------------------------------------- load_model
+
+
+def test_a_saved_folder_loads_as_a_forecaster(saved):
+    model = load_model(str(saved.folder))
+    assert isinstance(model, Forecaster)
+    assert model.state.to_dict() == saved.forecaster.state.to_dict()
+    request = history()
+    pd.testing.assert_frame_equal(model.predict(request), saved.forecaster.predict(request))
+
+
+def test_an_mlflow_uri_loads_the_logged_pyfunc_model(saved, served):
+    assert isinstance(served, mlflow.pyfunc.PyFuncModel)
+    inputs = {c.name: c.type.name for c in served.metadata.get_input_schema().inputs}
+    assert inputs == {"timestamp": "datetime", "series": "string", "value": "double"}
+    request = history(end=900)
+    assert_same(predict_frame(served, request), saved.forecaster.predict(request))
+
+
+def test_a_folder_without_pipeline_json_is_read_as_an_mlflow_model(tmp_path):
+    (tmp_path / "not_a_model").mkdir()
+    with pytest.raises(MlflowException, match=r'Could not find an "MLmodel" configuration file'):
+        load_model(str(tmp_path / "not_a_model"))
+
+
+# ----------------------------------------------------------------------------- predict_frame
+
+
+def test_text_timestamps_are_parsed_per_the_signature(saved, served):
+    request = history()
+    csv = as_csv(request)
+    assert not pd.api.types.is_datetime64_any_dtype(csv["timestamp"])
+    with pytest.raises(MlflowException, match="Failed to enforce schema"):
+        served.predict(csv)  # why predict_frame parses them: the signature wants datetimes
+    got = predict_frame(served, csv)
+    assert isinstance(got, pd.DataFrame)
+    assert_same(got, saved.forecaster.predict(request))
+    assert sorted(set(got["series"])) == ["CAC", "DAX", "FTSE", "SMI"]
+    assert csv["timestamp"].tolist() == as_csv(request)["timestamp"].tolist()  # left as given
+
+
+def test_a_forecaster_reads_text_timestamps_itself(saved):
+    request = history(end=1200)
+    got = predict_frame(saved.forecaster, as_csv(request))
+    assert_same(got, saved.forecaster.predict(request))
+
+
+@pytest.mark.parametrize("row", [0, 7, 79])
+def test_a_bad_timestamp_is_named_with_its_row(served, row):
+    csv = as_csv(history())
+    csv.loc[row, "timestamp"] = "not a date"
+    with pytest.raises(DataValidationError) as err:
+        predict_frame(served, csv)
+    assert str(err.value) == (
+        f"Column 'timestamp' must hold timestamps; row {row} has 'not a date'."
+    )
+
+
+def test_timestamps_written_in_two_iso_forms_are_both_read(saved, served):
+    request = history(end=1300)
+    csv = as_csv(request)
+    # One file made of two exports: dates only, then the same kind of dates with a time.
+    later = np.arange(len(csv)) >= len(csv) // 2
+    csv.loc[later, "timestamp"] = csv.loc[later, "timestamp"] + " 00:00:00"
+    assert_same(predict_frame(served, csv), saved.forecaster.predict(request))

@@ -1,0 +1,57 @@
+"""Models logged before the package was restructured (a CloudPickled
+`forecast.serving.ForecasterModel`, the flat `forecast/` layout) still load and answer
+exactly as they did."""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import forecast
+from forecast.serving import ForecasterModel
+from tests.conftest import REPO_ROOT
+
+FIXTURE = REPO_ROOT / "tests" / "fixtures" / "legacy_pyfunc"
+
+
+@pytest.fixture(scope="module")
+def legacy_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("legacy")
+    with tarfile.open(FIXTURE / "model.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "model"
+
+
+def test_the_fixture_is_a_pickled_model_of_the_old_layout(legacy_model):
+    assert (legacy_model / "python_model.pkl").is_file()
+    assert (legacy_model / "code" / "forecast" / "evaluate.py").is_file()  # the flat layout
+    assert not (legacy_model / "code" / "forecast" / "evaluation").exists()
+
+
+def test_an_old_pickled_model_loads_with_todays_code_and_answers_the_same(legacy_model):
+    before = list(sys.path)
+    try:
+        model = mlflow.pyfunc.load_model(str(legacy_model))
+    finally:
+        sys.path[:] = before  # the model's code/ folder must not shadow this checkout
+    wrapped = model.unwrap_python_model()
+    # Unpickled through today's `forecast.serving.ForecasterModel`, not the copy in code/.
+    assert isinstance(wrapped, ForecasterModel)
+    assert type(wrapped).__module__ == "forecast.serving.pyfunc"
+    assert Path(sys.modules[type(wrapped).__module__].__file__).is_relative_to(
+        Path(forecast.__file__).parent
+    )
+    request = pd.read_parquet(FIXTURE / "request.parquet")
+    want = pd.read_parquet(FIXTURE / "forecasts.parquet")
+    got = model.predict(request)
+    assert list(got.columns) == list(want.columns)
+    assert got[["series", "step", "target"]].equals(want[["series", "step", "target"]])
+    assert (pd.to_datetime(got["timestamp"]) == pd.to_datetime(want["timestamp"])).all()
+    values = ["forecast", "p10", "p50", "p90"]
+    np.testing.assert_allclose(got[values], want[values], rtol=0, atol=1e-6)
