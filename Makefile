@@ -12,7 +12,7 @@ export PYTHONHASHSEED ?= 0
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	$(PY) -m pip install --quiet -e '.[cpu,dev,spark]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.windowing
 	$(PY) -m benchmarks.accuracy
 	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.spark
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

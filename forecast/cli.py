@@ -88,12 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         "Forecast from raw history with a logged or registered model.",
         "forecast predict --model models:/elecdemand@champion --input history.parquet "
-        "--output forecasts.csv",
+        "--output forecasts.csv\n"
+        "forecast predict --engine spark --model models:/elecdemand@champion "
+        "--input history.parquet --output forecasts.parquet.d",
     )
     p.add_argument("--model", required=True, help="MLflow model URI or a saved forecaster dir")
     p.add_argument("--input", required=True, help="history rows: CSV or Parquet")
     p.add_argument("--output", required=True, help="forecast rows: CSV or Parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: in this process (default); spark: series grouped over Spark tasks, "
+        "Parquet file or folder in, Parquet folder out, an `error` row per bad series",
+    )
+    p.add_argument(
+        "--master", default="local[2]", help="Spark master URL with --engine spark (local[2])"
+    )
 
     add("datasets", "List the bundled real datasets.", "forecast datasets")
 
@@ -180,10 +192,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "predict":
         return _predict(args)
     if args.command == "demo":
+        _load_tensorflow()
         from forecast.jobs.demo import run_demo
 
         return run_demo(outputs=args.outputs, configs=args.configs, overrides=args.overrides)
     raise UsageError(f"unknown command {args.command!r}")  # argparse prevents this
+
+
+def _load_tensorflow() -> None:
+    """Once the command's arguments are checked (a typo is reported before TensorFlow loads)."""
+    from forecast.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
 
 def _datasets() -> int:
@@ -203,9 +223,11 @@ def _datasets() -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from forecast.config import load_config
-    from forecast.jobs.train import train_job
 
     config = load_config(args.config, tuple(args.overrides))
+    _load_tensorflow()
+    from forecast.jobs.train import train_job
+
     outcome = train_job(config, register=False if args.no_register else None)
     print(outcome.report())
     return EXIT_OK
@@ -213,13 +235,15 @@ def _train(args: argparse.Namespace) -> int:
 
 def _backtest(args: argparse.Namespace) -> int:
     from forecast.config import load_config
-    from forecast.jobs.backtest import run_backtest
     from pipelines.sources import write_frame
 
     out = _check_output(args.output, args.overwrite) if args.output else None
     if args.folds is not None and args.folds < 1:
         raise UsageError(f"--folds must be >= 1. Received: {args.folds}")
     config = load_config(args.config, tuple(args.overrides))
+    _load_tensorflow()
+    from forecast.jobs.backtest import run_backtest
+
     result = run_backtest(config, folds=args.folds)
     mean = result.table("mean")
     print(f"Backtest over {result.folds['fold'].nunique()} folds, run {result.run_id}:")
@@ -231,16 +255,46 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from forecast.serving.batch import load_model, predict_frame
+    if args.engine == "spark":
+        return _predict_spark(args)
     from pipelines.sources import write_frame
 
     out = _check_output(args.output, args.overwrite)
     history = _read_input(args.input)
+    _load_tensorflow()
+    from forecast.serving.batch import load_model, predict_frame
+
     model = load_model(args.model)
     forecasts = predict_frame(model, history)
     write_frame(forecasts, out, overwrite=args.overwrite)
     n_series = forecasts["series"].nunique() if "series" in forecasts else 0
     print(f"wrote {len(forecasts)} forecast rows for {n_series} series to {out}")
+    return EXIT_OK
+
+
+def _predict_spark(args: argparse.Namespace) -> int:
+    """Batch predict on Spark (`forecast.serving.spark`): the same rows as the local engine."""
+    if "://" not in args.output and Path(args.output).exists() and not args.overwrite:
+        raise UsageError(f"{args.output!r} exists; pass --overwrite to replace it")
+    _load_tensorflow()
+    try:
+        from forecast.serving.spark import predict_parquet
+    except ImportError as err:
+        raise UsageError(
+            f"--engine spark needs PySpark ({err}); install the spark extra: "
+            "pip install 'rnn-forecast[cpu,spark]'"
+        ) from None
+    try:
+        summary = predict_parquet(
+            args.model, args.input, args.output, master=args.master, overwrite=args.overwrite
+        )
+    except FileExistsError as err:  # an existing output on another file system
+        raise UsageError(str(err).replace("overwrite=True", "--overwrite")) from None
+    failed = summary.failed_series
+    print(
+        f"wrote {summary.rows} forecast rows for {summary.series} series to {summary.output_path}"
+        + (f" ({failed} series failed: see the `error` column)" if failed else "")
+    )
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from forecast.config.checks import check_bool
 from forecast.evaluation.baselines import BASELINES
+from pipelines import datasets
 from pipelines.errors import ConfigError, did_you_mean
 from pipelines.features import FeatureSpec
 from pipelines.validate import ValidationPolicy
@@ -53,6 +54,14 @@ class DataConfig:
             raise ConfigError(
                 "Set exactly one of `data.dataset` (a bundled dataset) and `data.path` "
                 f"(a CSV or Parquet file). Received: dataset={self.dataset!r}, path={self.path!r}"
+            )
+        if self.dataset is not None and (
+            not isinstance(self.dataset, str) or self.dataset.lower() not in datasets.names()
+        ):
+            raise ConfigError(
+                f"Unknown dataset {self.dataset!r} in `data.dataset`."
+                + did_you_mean(str(self.dataset).lower(), datasets.names(), cutoff=0.5)
+                + f" Available datasets: {datasets.names()}"
             )
         if self.path is not None and not self.schema:
             raise ConfigError(

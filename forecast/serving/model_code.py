@@ -4,8 +4,12 @@ MLflow copies it into the logged model and runs it when the model is loaded; the
 model and pipeline state come from the model's artifacts in `ForecasterModel.load_context`.
 """
 
-import mlflow
+from forecast.quiet import import_tensorflow_quietly
 
-from forecast.serving.pyfunc import ForecasterModel
+import_tensorflow_quietly()  # a served model's log starts without TensorFlow's C++ lines
+
+import mlflow  # noqa: E402
+
+from forecast.serving.pyfunc import ForecasterModel  # noqa: E402
 
 mlflow.models.set_model(ForecasterModel())

@@ -112,8 +112,33 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path, setup, args
         (tmp_path / "cfg.yaml").write_text("name: x\n")
     res = run_cli(*args, cwd=tmp_path)
     assert res.returncode == 2, (res.stdout, res.stderr)
+    # One line, ours: no traceback and none of TensorFlow's or MLflow's start-up lines.
+    assert res.stderr.startswith("forecast: error: ") and res.stderr.count("\n") == 1, res.stderr
     assert message in res.stderr
-    assert "Traceback" not in res.stderr
+
+
+def test_a_config_error_is_reported_before_tensorflow_loads(tmp_path):
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({**SMALL, "modle": {}}))
+    code = (
+        "import sys\n"
+        "from forecast.cli import main\n"
+        "code = main(['train', 'cfg.yaml'])\n"
+        "print(code, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert res.stdout.split("\n")[-2] == "2 []", res.stdout
+    assert "Unknown key 'modle'" in res.stderr
+
+
+def test_a_model_error_after_tensorflow_loads_is_still_one_line(tmp_path):
+    (tmp_path / "in.csv").write_text("timestamp,value\n2020-01-01,1\n")
+    res = run_cli(
+        "predict", "--model", "nowhere", "--input", "in.csv", "--output", "o.csv", cwd=tmp_path
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("forecast: error: ") and res.stderr.count("\n") == 1, res.stderr
 
 
 def test_existing_output_is_not_overwritten(tmp_path):
