@@ -63,3 +63,28 @@ def _mlflow_store_template(tmp_path_factory):
 def migrated_mlflow_store(_isolated_mlflow, _mlflow_store_template, tmp_path):
     """Still one store per test, started from the migrated template (for MLflow-heavy modules)."""
     shutil.copyfile(_mlflow_store_template, tmp_path / "mlflow" / "mlflow.db")
+
+
+@contextlib.contextmanager
+def use_store(uri: str):
+    """Point MLflow at `uri` for the block, then drop the global URIs again.
+
+    The global URI outranks the per-test environment of `_isolated_mlflow`, so it must not
+    leak into other tests; MLflow also rewrites the environment variables, which are restored.
+    """
+    import mlflow
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from forecast.serving.pyfunc import log_forecaster
 from forecast.training.fitting import train_model
 from pipelines import datasets
 from pipelines.errors import DataValidationError
+from tests.conftest import use_store
 
 CONFIG = {
     "name": "batch",
@@ -45,25 +45,6 @@ class Saved:
     folder: Path
     store: str
     uri: str
-
-
-@contextlib.contextmanager
-def use_store(uri: str):
-    """Point MLflow at `uri` for the block; the global URI would outrank the per-test one."""
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {name: os.environ.get(name) for name in names}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ from pipelines import datasets
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.scale import SeriesScaler
 from pipelines.schema import SeriesSchema
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, use_store
 
 # Tiny models: one epoch of 8 units is enough to check serving, not accuracy.
 CONFIGS = {
@@ -104,29 +104,6 @@ class Store:
     uri: str
     root: Path
     run_id: str
-
-
-@contextlib.contextmanager
-def use_store(uri: str):
-    """Point MLflow at `uri` for the block, then drop the global URIs again.
-
-    The global URI wins over the per-test environment of tests/conftest.py, so it must not
-    leak into other tests.
-    """
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {name: os.environ.get(name) for name in names}  # MLflow rewrites these
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

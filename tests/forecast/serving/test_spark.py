@@ -4,7 +4,6 @@ series (quantiles and timestamps included), error rows for bad series, Parquet i
 from __future__ import annotations
 
 import contextlib
-import os
 
 import mlflow  # noqa: E402
 import numpy as np
@@ -29,6 +28,7 @@ from forecast.tracking.registry import register_and_promote  # noqa: E402
 from forecast.training.fitting import train_model  # noqa: E402
 from pipelines import datasets  # noqa: E402
 from pipelines.errors import ConfigError, DataValidationError  # noqa: E402
+from tests.conftest import use_store  # noqa: E402
 
 pytestmark = [  # PySpark 4.3 on pandas 3
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
@@ -67,24 +67,6 @@ def requests(frame: pd.DataFrame) -> pd.DataFrame:
         end = len(g) - i % 7
         parts.append(g.iloc[end - 16 - i % 14 : end])
     return pd.concat(parts, ignore_index=True)
-
-
-@contextlib.contextmanager
-def use_store(uri: str):
-    """Point this process's MLflow at `uri` for the block, then drop the global URIs again."""
-    saved = {n: os.environ.get(n) for n in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
-        for name, value in saved.items():  # MLflow rewrites these
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
