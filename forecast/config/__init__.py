@@ -12,6 +12,7 @@ from __future__ import annotations
 from forecast.config.job import ForecastConfig, apply_overrides, load_config
 from forecast.config.model import ModelSpec, OptimizerSpec
 from forecast.config.sections import (
+    PROMOTE_METRICS,
     BacktestConfig,
     CalibrationConfig,
     DataConfig,
@@ -23,6 +24,7 @@ from forecast.config.sections import (
 from forecast.config.training import STRATEGIES, TrainConfig
 
 __all__ = [
+    "PROMOTE_METRICS",
     "STRATEGIES",
     "BacktestConfig",
     "CalibrationConfig",

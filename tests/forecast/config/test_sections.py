@@ -1,0 +1,57 @@
+"""Config sections refuse bad values when the config loads, naming the key: booleans, the
+promotion metric (validation only), numbers, tracking strings and the dataset name."""
+
+from __future__ import annotations
+
+import pytest
+
+from forecast.config import PROMOTE_METRICS, ForecastConfig, load_config
+from pipelines.errors import ConfigError
+from tests.conftest import REPO_ROOT
+
+SP500 = REPO_ROOT / "configs" / "sp500.yaml"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.deterministic=maybe", "`training.deterministic` must be true or false. "),
+        ("scale.per_series=maybe", "`scale.per_series` must be true or false. "),
+        ("tracking.register=nope", "`tracking.register` must be true or false. "),
+        ("training.reduce_lr_factor=half", "`training.reduce_lr_factor` must be a number >= 0"),
+        ("training.min_lr=tiny", "`training.min_lr` must be a number >= 0"),
+        ("tracking.tracking_uri=123", "`tracking.tracking_uri` must be a non-empty string"),
+        ("tracking.registered_model=''", "`tracking.registered_model` must be a non-empty"),
+        (
+            "tracking.promote_metric=test_mase",
+            "the champion is never chosen on test data). Received: promote_metric='test_mase'",
+        ),
+        ("tracking.promote_metric=val_mas", "Did you mean 'val_mase'?"),
+        ("data.dataset=sunspot", "Unknown dataset 'sunspot' in `data.dataset`. Did you mean"),
+    ],
+)
+def test_bad_values_fail_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(SP500, (override,))
+    assert message in str(err.value)
+
+
+def test_yaml_booleans_and_every_promotion_metric_are_accepted():
+    config = load_config(SP500, ("tracking.register=false", "scale.per_series=true"))
+    assert config.tracking.register is False and config.scale.per_series is True
+    for metric in PROMOTE_METRICS:  # sp500 has a quantile head, so pinball is allowed too
+        assert load_config(SP500, (f"tracking.promote_metric={metric}",)).tracking.promote_metric
+    assert "val_mase" in PROMOTE_METRICS and not any(m.startswith("test") for m in PROMOTE_METRICS)
+
+
+def test_pinball_promotion_needs_a_quantile_head():
+    config = {
+        "name": "point",
+        "data": {"dataset": "sunspots"},
+        "window": {"lookback": 24, "horizon": 6},
+        "tracking": {"promote_metric": "val_pinball_mean"},
+    }
+    with pytest.raises(ConfigError, match="needs a quantile head: set `model.quantiles`"):
+        ForecastConfig.from_dict(config)
+    config["model"] = {"quantiles": [0.1, 0.5, 0.9]}
+    assert ForecastConfig.from_dict(config).tracking.promote_metric == "val_pinball_mean"
