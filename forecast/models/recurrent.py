@@ -2,7 +2,7 @@
 
 LSTM and GRU layers are `forecast.models.layers.FusedLSTM` / `FusedGRU`: subclasses of the Keras
 layers with the same weights and results that run a faster loop on CPU and hand over to
-Keras' own implementation everywhere else (see `forecast/layers/fused_rnn.py`).
+Keras' own implementation everywhere else (see `forecast/models/layers/fused_rnn.py`).
 
 GPU path: with the TensorFlow backend on a GPU, the layers run Keras' fused cuDNN kernel
 when activation is tanh, recurrent activation sigmoid, ``recurrent_dropout=0``,
