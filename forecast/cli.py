@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Parquet file or folder in, Parquet folder out, an `error` row per bad series",
     )
     p.add_argument(
-        "--master", default="local[2]", help="Spark master URL with --engine spark (local[2])"
+        "--master", default=None, help="Spark master URL with --engine spark (default local[2])"
     )
 
     add("datasets", "List the bundled real datasets.", "forecast datasets")
@@ -257,6 +257,8 @@ def _backtest(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     if args.engine == "spark":
         return _predict_spark(args)
+    if args.master is not None:
+        raise UsageError("--master is a Spark setting: use it with --engine spark")
     from pipelines.sources import write_frame
 
     out = _check_output(args.output, args.overwrite)
@@ -274,6 +276,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _predict_spark(args: argparse.Namespace) -> int:
     """Batch predict on Spark (`forecast.serving.spark`): the same rows as the local engine."""
+    if "://" not in args.input and not Path(args.input).exists():
+        raise UsageError(f"input {args.input!r} not found: expected a Parquet file or folder")
     if "://" not in args.output and Path(args.output).exists() and not args.overwrite:
         raise UsageError(f"{args.output!r} exists; pass --overwrite to replace it")
     _load_tensorflow()
@@ -286,7 +290,11 @@ def _predict_spark(args: argparse.Namespace) -> int:
         ) from None
     try:
         summary = predict_parquet(
-            args.model, args.input, args.output, master=args.master, overwrite=args.overwrite
+            args.model,
+            args.input,
+            args.output,
+            master=args.master or "local[2]",
+            overwrite=args.overwrite,
         )
     except FileExistsError as err:  # an existing output on another file system
         raise UsageError(str(err).replace("overwrite=True", "--overwrite")) from None

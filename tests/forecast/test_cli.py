@@ -228,3 +228,25 @@ def test_backtest_writes_a_fold_table(tmp_path, small_config):
     assert {"model", "naive", "seasonal_naive"} <= set(table["model"])
     assert "Backtest over 2 folds" in res.stdout
     assert "fold 2/2" in res.stderr  # -v shows progress even when not on a terminal
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--engine", "spark", "--input", "missing.parquet", "--output", "out"),
+            "input 'missing.parquet' not found: expected a Parquet file or folder",
+        ),
+        (
+            ("--master", "local[2]", "--input", "in.csv", "--output", "out.csv"),
+            "--master is a Spark setting: use it with --engine spark",
+        ),
+    ],
+)
+def test_spark_options_are_checked_before_any_work(tmp_path, monkeypatch, capsys, args, message):
+    from forecast.cli import main
+
+    (tmp_path / "in.csv").write_text("timestamp,value\n2020-01-01,1\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "--model", "nowhere", *args]) == 2
+    assert capsys.readouterr().err == f"forecast: error: {message}\n"
