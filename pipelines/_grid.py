@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 from pandas.tseries.frequencies import to_offset
-from pandas.tseries.offsets import BaseOffset, Tick
+from pandas.tseries.offsets import BaseOffset, Day, Tick
 
 from pipelines.errors import DataValidationError
 from pipelines.schema import SeriesSchema
@@ -132,7 +132,9 @@ class Grid:
             self.k, self.off, self.tz = np.searchsorted(self.g, r.times), self.tod != 0, None
             return
         self.name = f"freq {offset.freqstr!r}" if offset is not None else "one step"
-        if offset is None or isinstance(offset, Tick):  # fixed step from each series' start
+        # pandas 2 makes 'D' a Tick (24 h); it is a calendar day here, as in pandas 3, so a
+        # local-time daily series keeps its clock time across daylight saving.
+        if offset is None or (isinstance(offset, Tick) and not isinstance(offset, Day)):
             self.step = 1 if offset is None else int(pd.Timedelta(offset).value)
             self.anchor = r.per_row(r.times[r.starts])
             self.k, rem = np.divmod(r.times - self.anchor, self.step)

@@ -26,6 +26,7 @@ along: inserted rows copy them from the previous row (numbers are interpolated u
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -201,6 +202,8 @@ def parse_timestamps(col: pd.Series) -> pd.Series:
     (``2020-01-31`` next to ``2020-01-31 00:00:00``, as spreadsheets export midnight) are
     parsed in a second pass instead of becoming NaT. The one parser of history times.
     """
+    if ptypes.is_datetime64_any_dtype(col):
+        return col  # already times (any unit; pandas 2 would coerce out-of-ns-range ones to NaT)
     parsed = pd.to_datetime(col, errors="coerce")
     bad = parsed.isna() & col.notna()
     if bad.any():
@@ -228,6 +231,13 @@ def _parse_times(col: pd.Series, name: str, index: pd.Index) -> tuple[np.ndarray
         raise DataValidationError(
             f"Column {name!r} cannot be parsed as timestamps: {exc}"
         ) from None
+    if bad.any() and all(isinstance(v, (datetime, np.datetime64)) for v in col[bad]):
+        # pandas 2 holds such values as objects and coerces them to NaT: they are times,
+        # only outside the nanosecond range.
+        raise DataValidationError(
+            f"Column {name!r} has timestamps outside 1677-09-22..2262-04-11, the range "
+            f"datetime64[ns] can hold: {first(col[bad])} at rows {first(index[bad])}."
+        )
     if bad.any():
         raise DataValidationError(
             f"Column {name!r} has {int(bad.sum())} values that are not timestamps: "

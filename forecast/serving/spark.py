@@ -11,7 +11,7 @@ in ``error``, every other column null; the other series are still forecast (``er
 
 Timestamps: Spark keeps microseconds. `spark_session` sets ``spark.sql.session.timeZone=UTC``,
 so naive pandas times pass ``TIMESTAMP`` columns unchanged (``TIMESTAMP_NTZ`` needs no zone);
-the output time column has the type of the input one. ``toPandas`` gives ``datetime64[us]``.
+the output time column has the type of the input one. ``toPandas`` gives ``datetime64[us]`` (pandas 3) or ``[ns]`` (pandas 2).
 """
 
 from __future__ import annotations

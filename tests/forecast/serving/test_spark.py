@@ -103,7 +103,7 @@ def history() -> pd.DataFrame:
 def collect(rows) -> pd.DataFrame:
     """Spark's rows as pandas: Spark keeps microseconds, predict_frame gives nanoseconds."""
     out = rows.toPandas()
-    assert out["timestamp"].dtype == "datetime64[us]"
+    assert out["timestamp"].dtype.kind == "M"  # datetime64[us] with pandas 3, [ns] with 2
     return out.astype({"timestamp": "datetime64[ns]"})  # exact: every us is a whole ns
 
 
