@@ -65,12 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "train",
         "Train a model, score it against baselines, log it to MLflow, register and promote it.",
-        "forecast train configs/sp500.yaml --set training.epochs=3 --set data.last_n=3000",
+        "forecast train configs/sp500.yaml --set training.epochs=3 --set data.last_n=3000\n"
+        "forecast train configs/sp500.yaml --resume 0123abcd...  # after a kill",
     )
     p.add_argument("config", help="YAML config file")
     p.add_argument("--set", dest="overrides", **overrides)
     p.add_argument(
         "--no-register", action="store_true", help="log the model but do not register it"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a killed or failed train run of this config from its last epoch",
     )
 
     p = add(
@@ -228,7 +234,7 @@ def _train(args: argparse.Namespace) -> int:
     _load_tensorflow()
     from forecast.jobs.train import train_job
 
-    outcome = train_job(config, register=False if args.no_register else None)
+    outcome = train_job(config, register=False if args.no_register else None, resume=args.resume)
     print(outcome.report())
     return EXIT_OK
 

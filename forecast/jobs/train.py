@@ -22,6 +22,7 @@ from forecast.evaluation.scoring import (
     score_part,
     wide,
 )
+from forecast.tracking.recovery import RESUMED_TAG, checkpoint_dir, resumable_run
 from forecast.tracking.registry import PromotionResult, register_and_promote
 from forecast.tracking.runs import (
     MlflowEpochLogger,
@@ -33,6 +34,8 @@ from forecast.tracking.runs import (
     table_metric_names,
     tracked_run,
 )
+from forecast.tracking.store import open_store
+from forecast.training.checkpoint import checkpoint_epoch, remove_checkpoint
 from forecast.training.distribute import make_strategy
 from forecast.training.fitting import Fitted, train_model
 
@@ -166,26 +169,47 @@ def _plot(prepared: Prepared, forecasts: Forecasts, part: str = "test") -> Any:
 
 
 def train_job(
-    config: ForecastConfig, *, register: bool | None = None, callbacks: tuple = ()
+    config: ForecastConfig,
+    *,
+    register: bool | None = None,
+    callbacks: tuple = (),
+    resume: str | None = None,
 ) -> TrainOutcome:
     """Train, evaluate against the baselines, log everything to MLflow, register, promote.
+
+    The model is checkpointed after every epoch next to the run's artifacts
+    (`forecast.tracking.recovery.checkpoint_dir`); the checkpoint is removed once the model
+    is logged. A run killed before that continues with ``resume=<run id>``: same run, the
+    epochs after its last checkpoint, and the weights an uninterrupted run would have had.
 
     Args:
         config: the validated job config.
         register: override `config.tracking.register`.
         callbacks: extra Keras callbacks (progress reporting).
+        resume: id of a killed or failed train run of this config to continue.
+
+    Raises:
+        ConfigError: the tracking store is unreachable, or ``resume`` names a run that
+            cannot be continued (see `resumable_run`), before any data is read.
     """
     make_strategy(config.training.strategy)  # before any TensorFlow op; bad TF_CONFIG fails here
     uri = resolve_tracking_uri(config.tracking.tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # the model registry lives in the same store as the runs
+    open_store(uri)
     register = config.tracking.register if register is None else register
+    if resume is not None:
+        resumable_run(resume, experiment=config.experiment, config=config.to_dict())
     with tracked_run(
         experiment=config.experiment,
         run_name=f"{config.name}-train",
         config=config.to_dict(),
         tags={"forecast.job": "train"},
+        resume_run_id=resume,
     ) as run:
+        checkpoints = checkpoint_dir(run)
+        if resume is not None:
+            mlflow.set_tag(RESUMED_TAG, str(checkpoint_epoch(checkpoints)))
         source = load_source(config.data)
         prepared = prepare(config, source)
         log_dataset(
@@ -203,7 +227,12 @@ def train_job(
                 **{f"windows.{k}": len(w) for k, w in prepared.windows.items()},
             }
         )
-        fitted = train_model(config, prepared, callbacks=[MlflowEpochLogger(), *callbacks])
+        fitted = train_model(
+            config,
+            prepared,
+            callbacks=[MlflowEpochLogger(), *callbacks],
+            checkpoint_dir=str(checkpoints),
+        )
         mlflow.log_metrics(
             {"epochs_run": fitted.result.epochs_run, "best_epoch": fitted.result.best_epoch}
         )
@@ -211,6 +240,7 @@ def train_job(
         flat = _log_scores(scores)
         _log_artifacts(fitted, prepared, scores, test_forecasts)
         model_uri, promotion = _log_model(fitted, config, flat, register=register)
+        remove_checkpoint(checkpoints)  # the logged model holds the trained weights now
         return TrainOutcome(
             run_id=run.info.run_id,
             config=config,

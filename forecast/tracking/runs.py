@@ -25,6 +25,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 import forecast
+from forecast.tracking.recovery import OWNER_TAG, current_owner, mark_dead_runs
+from forecast.tracking.store import retry_busy
 from pipelines.errors import ConfigError, DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -212,13 +214,16 @@ def tracked_run(
     tags: Mapping[str, Any] | None = None,
     nested: bool = False,
     artifact_location: str | None = None,
+    resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Run the body inside an MLflow run that records its config, code version and outcome.
 
     Logs ``config`` flattened as params (see `flatten_config`) and as ``config.yaml``; tags the
     run with the package version and the git commit when the package runs from a checkout. If
     the body raises, the run ends FAILED (KILLED on Ctrl-C) with an ``error`` tag and the
-    traceback in ``error.txt``, and the exception propagates.
+    traceback in ``error.txt``, and the exception propagates. Each run is tagged with the
+    process that owns it; a top-level run first ends the experiment's runs whose owner died
+    as KILLED (`forecast.tracking.recovery.mark_dead_runs`).
 
     Args:
         experiment: experiment name; created when missing (see `ensure_experiment`).
@@ -227,6 +232,9 @@ def tracked_run(
         tags: extra run tags.
         nested: start a child run of the active run (one per backtest fold, say).
         artifact_location: artifact location for a newly created experiment.
+        resume_run_id: continue this (killed or failed) run instead of starting one; its
+            params and ``config.yaml`` are already logged (check it with
+            `forecast.tracking.recovery.resumable_run` first).
 
     Yields:
         The active run; ``run.info.run_id`` identifies it.
@@ -245,6 +253,7 @@ def tracked_run(
     if (commit := _git_commit()) is not None:
         run_tags[GIT_COMMIT_TAG] = commit
     run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
+    run_tags[OWNER_TAG] = current_owner().tag()
 
     parent = mlflow.active_run()
     if nested and parent is None:
@@ -261,13 +270,21 @@ def tracked_run(
                 f"Received: experiment={experiment!r}"
             )
     experiment_id = ensure_experiment(experiment, artifact_location=artifact_location)
+    if not nested:
+        mark_dead_runs(experiment_id)
 
-    run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags
-    )
+    if resume_run_id is not None:
+        run = mlflow.start_run(run_id=resume_run_id, tags=run_tags)
+        if ERROR_TAG in run.data.tags:
+            mlflow.MlflowClient().delete_tag(resume_run_id, ERROR_TAG)
+    else:
+        run = mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, nested=nested, tags=run_tags
+        )
     try:
-        mlflow.log_params(params)
-        mlflow.log_text(config_yaml, "config.yaml")
+        if resume_run_id is None:
+            mlflow.log_params(params)
+            mlflow.log_text(config_yaml, "config.yaml")
         yield run
     except BaseException as exc:
         _record_failure(run.info.run_id, exc)
@@ -449,7 +466,11 @@ def log_dataset(
         targets=target_list[0] if len(target_list) == 1 else None,
     )
     input_tags = {TARGETS_INPUT_TAG: json.dumps(target_list)} if target_list else None
-    mlflow.log_input(dataset, context=context, tags=input_tags)
+    # Two jobs logging the same dataset at once race on its row (UNIQUE constraint failed:
+    # datasets); the retry finds the row the other one wrote.
+    retry_busy(
+        lambda: mlflow.log_input(dataset, context=context, tags=input_tags), what="log the dataset"
+    )
     return dataset.digest
 
 

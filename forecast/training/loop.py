@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from forecast.config import TrainConfig
+from forecast.training.checkpoint import EpochCheckpoint, skip_epochs
 from pipelines.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -86,59 +87,65 @@ def fit(
 ) -> TrainResult:
     """Fit a compiled model with early stopping, LR reduction, checkpoints and resume.
 
-    When `checkpoint_dir` is given, the model is saved after every epoch
-    (`last.keras`), the best one is kept (`best.keras`), and a backup of the training
-    state lets a run that was killed resume from its last finished epoch when `fit` is
-    called again with the same directory.
+    When `checkpoint_dir` is given, everything training needs to continue is saved there
+    after every epoch (`forecast.training.checkpoint.EpochCheckpoint`: weights, optimizer
+    state, the early-stopping and learning-rate schedules' counters, the history). A
+    `fit` called again with the same directory, on a model built and compiled the same
+    way, continues after the last finished epoch and ends with the weights an
+    uninterrupted fit would have had (same seed, deterministic kernels; models with
+    dropout draw other masks after a resume). The checkpoint stays when `fit` returns;
+    the caller removes it once the trained model is safe (`remove_checkpoint`).
 
     Args:
         model: a compiled `keras.Model`.
         train_data: batches of `(inputs, target)`.
         val_data: validation batches, used for early stopping and checkpoints.
         config: epochs, patience, seed and verbosity.
-        checkpoint_dir: where checkpoints and the resume backup live; None for none.
+        checkpoint_dir: where the resume checkpoint lives; None for none.
         callbacks: extra callbacks, such as an MLflow logger.
 
     Returns:
-        The history and the epoch whose weights were restored.
+        The history (of every epoch, those before a resume included) and the epoch whose
+        weights were restored.
     """
     if getattr(model, "optimizer", None) is None or not model.compiled:
         raise ConfigError("`model` must be compiled before `fit`. Received an uncompiled model.")
     check_data_fits_model(model, train_data)
-    cbs: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=config.reduce_lr_factor,
-            patience=config.reduce_lr_patience,
-            min_lr=config.min_lr,
-        ),
-        keras.callbacks.TerminateOnNaN(),
-    ]
+    early = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss",
+        factor=config.reduce_lr_factor,
+        patience=config.reduce_lr_patience,
+        min_lr=config.min_lr,
+    )
+    cbs: list[keras.callbacks.Callback] = [early, plateau, keras.callbacks.TerminateOnNaN()]
+    checkpoint = None
+    initial_epoch = 0
     if checkpoint_dir is not None:
-        ckpt = Path(checkpoint_dir)
-        ckpt.mkdir(parents=True, exist_ok=True)
-        cbs += [
-            # BackupAndRestore must come first among the stateful callbacks so that the
-            # epoch counter is restored before anything else runs.
-            keras.callbacks.BackupAndRestore(str(ckpt / "backup"), delete_checkpoint=True),
-            keras.callbacks.ModelCheckpoint(str(ckpt / "last.keras")),
-            keras.callbacks.ModelCheckpoint(
-                str(ckpt / "best.keras"), monitor="val_loss", save_best_only=True
-            ),
-        ]
+        # After the schedules: it restores their counters once their on_train_begin reset
+        # them, and saves them once their on_epoch_end updated them.
+        checkpoint = EpochCheckpoint(checkpoint_dir, early_stopping=early, plateau=plateau)
+        initial_epoch = checkpoint.restore_weights(model, epochs=config.epochs)
+        if initial_epoch:
+            log.info("Resuming training after epoch %d from %s.", initial_epoch, checkpoint_dir)
+            skip_epochs(train_data, initial_epoch)
+        cbs.append(checkpoint)
     cbs += list(callbacks)
     history = model.fit(
         train_data,
         validation_data=val_data,
         epochs=config.epochs,
+        initial_epoch=initial_epoch,
         callbacks=cbs,
         verbose=_verbosity(config.verbose),
         shuffle=False,  # datasets arrive shuffled with their own seed
     )
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if checkpoint is not None:
+        hist = checkpoint.history
+    else:
+        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     val = hist.get("val_loss", [])
     if any(v != v for v in val):  # NaN
         raise FloatingPointError(

@@ -68,8 +68,8 @@ def test_fitted_holds_the_model_its_history_and_a_forecaster_of_it(fitted):
 def test_extra_callbacks_see_every_epoch_and_checkpoints_land_in_the_given_folder(fitted):
     _, _, _, recorder, checkpoints = fitted
     assert recorder.events == ["train_begin"] + [f"epoch_end {k}" for k in range(EPOCHS)]
-    assert (checkpoints / "last.keras").is_file()
-    assert (checkpoints / "best.keras").is_file()
+    assert (checkpoints / "latest").read_text() == f"epoch-{EPOCHS:04d}"
+    assert (checkpoints / f"epoch-{EPOCHS:04d}" / "weights.weights.h5").is_file()
 
 
 def test_the_model_is_sized_from_the_training_windows(fitted):

@@ -84,11 +84,66 @@ def test_early_stopping_stops_on_a_plateau():
 def test_checkpoints_written_each_epoch(tmp_path):
     seed_everything(0)
     train, val = _datasets()
-    fit(_model(), train, val, config=TrainConfig(epochs=2, verbose=0), checkpoint_dir=tmp_path)
-    assert (tmp_path / "last.keras").is_file()
-    assert (tmp_path / "best.keras").is_file()
-    # A finished run removes its resume backup.
-    assert not (tmp_path / "backup").exists()
+    ckpt = tmp_path / "ckpt"
+    fit(_model(), train, val, config=TrainConfig(epochs=2, verbose=0), checkpoint_dir=ckpt)
+    # Only the newest complete epoch is kept, and `latest` names it.
+    assert (ckpt / "latest").read_text() == "epoch-0002"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0002", "latest"]
+    assert {p.name for p in (ckpt / "epoch-0002").iterdir()} == {
+        "weights.weights.h5",
+        "best.npz",
+        "state.json",
+    }
+
+
+def _fresh(seed=0):
+    # What a new process does: seed, then build the data and the model again.
+    seed_everything(seed)
+    train, val = _datasets(seed=seed)
+    return train, val, _model()
+
+
+def test_resume_keeps_the_schedules_and_ends_with_the_uninterrupted_weights(tmp_path):
+    # patience 1 and LR reduction after 1 bad epoch: their counters decide the later epochs.
+    config = TrainConfig(epochs=6, patience=2, reduce_lr_patience=1, seed=0, verbose=0)
+    train, val, model = _fresh()
+    straight = fit(model, train, val, config=config)
+    want = model.get_weights()
+    lr = float(model.optimizer.learning_rate)
+
+    train, val, model = _fresh()
+    short = TrainConfig(epochs=3, patience=2, reduce_lr_patience=1, seed=0, verbose=0)
+    fit(model, train, val, config=short, checkpoint_dir=tmp_path)  # "killed" after epoch 3
+    train, val, model = _fresh()
+    resumed = fit(model, train, val, config=config, checkpoint_dir=tmp_path)
+
+    assert resumed.history == straight.history  # the epochs before the resume included
+    assert (resumed.epochs_run, resumed.best_epoch) == (straight.epochs_run, straight.best_epoch)
+    assert float(model.optimizer.learning_rate) == lr
+    for got, exp in zip(model.get_weights(), want, strict=True):
+        np.testing.assert_allclose(got, exp, rtol=0, atol=1e-6)
+
+
+def test_resume_of_a_finished_fit_runs_no_epoch_and_restores_the_best_weights(tmp_path):
+    config = TrainConfig(epochs=3, patience=5, seed=0, verbose=0)
+    train, val, model = _fresh()
+    first = fit(model, train, val, config=config, checkpoint_dir=tmp_path)
+    want = model.get_weights()
+    train, val, model = _fresh()
+    again = fit(model, train, val, config=config, checkpoint_dir=tmp_path)
+    assert again.history == first.history
+    for got, exp in zip(model.get_weights(), want, strict=True):
+        np.testing.assert_array_equal(got, exp)
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    train, val, model = _fresh()
+    fit(model, train, val, config=TrainConfig(epochs=1, verbose=0), checkpoint_dir=tmp_path)
+    inp = keras.Input((8, 1))
+    other = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(inp)))
+    other.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        fit(other, train, val, config=TrainConfig(epochs=2, verbose=0), checkpoint_dir=tmp_path)
 
 
 _SCRIPT = textwrap.dedent(
@@ -140,7 +195,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert any(s.startswith("EPOCH 0") for s in seen), seen
-    assert (ckpt / "backup").exists()
+    assert (ckpt / "latest").read_text() == "epoch-0001"
 
     env.pop("SLOW")
     out = subprocess.run(
