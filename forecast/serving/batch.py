@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 
 def load_model(uri: str) -> Any:
-    """A `Forecaster` from a saved folder, else an MLflow pyfunc model from `uri`."""
+    """A `Forecaster` from a saved folder, else an MLflow pyfunc model from `uri`.
+
+    Raises:
+        ModelLoadError: a file of the model is missing, truncated or corrupted; the message
+            names `uri` and the file.
+        MlflowException: `uri` names no model (``RESOURCE_DOES_NOT_EXIST``).
+    """
+    from forecast.serving.artifacts import ModelLoadError
+
     path = Path(uri)
-    if path.is_dir() and (path / "pipeline.json").is_file():
+    if path.is_dir() and (path / "model.keras").exists() and not (path / "MLmodel").exists():
         from forecast.serving.forecaster import Forecaster
 
-        return Forecaster.load(path)
+        try:
+            return Forecaster.load(path)
+        except ModelLoadError as exc:
+            raise exc.for_model(uri) from None
     import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
 
-    return mlflow.pyfunc.load_model(uri)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except ModelLoadError as exc:
+        raise ModelLoadError(uri, exc.artifact, exc.problem) from None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise  # a name that exists nowhere: the CLI reports MLflow's message
+        raise ModelLoadError(
+            uri, _artifact_named(str(exc)), f"cannot be read: {exc.message}"
+        ) from None
+    except (pickle.UnpicklingError, EOFError) as exc:
+        # Models logged by versions before models-from-code pickle their python model.
+        raise ModelLoadError(
+            uri, "python_model.pkl", f"is truncated or corrupted ({exc})"
+        ) from None
+    except (OSError, SyntaxError, ValueError, yaml.YAMLError) as exc:
+        raise ModelLoadError(
+            uri, _artifact_named(str(exc)), f"cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _artifact_named(message: str) -> str:
+    """The model file an MLflow error is about, or ``MLmodel`` (what MLflow reads first)."""
+    for name in ("python_model.pkl", "model_code.py", "conda.yaml", "python_env.yaml"):
+        if name in message:
+            return name
+    return "MLmodel"
 
 
 def predict_frame(model: Any, history: pd.DataFrame) -> pd.DataFrame:

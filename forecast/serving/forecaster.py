@@ -22,6 +22,7 @@ import forecast.models  # noqa: F401 - registers the custom Keras objects for lo
 from forecast.data import featurize
 from forecast.evaluation.calibration import correcting_windows, recalibrate
 from forecast.evaluation.scoring import predict_windows
+from forecast.serving.artifacts import ModelLoadError, check_keras_file, read_json
 from pipelines.errors import DataValidationError
 from pipelines.features import FeatureSpec, future_features
 from pipelines.scale import SeriesScaler
@@ -146,10 +147,27 @@ class Forecaster:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Forecaster:
-        """Load a saved forecaster; needs only this package imported."""
+        """Load a saved forecaster; needs only this package imported.
+
+        Raises:
+            ModelLoadError: ``pipeline.json`` or ``model.keras`` is missing, truncated or
+                corrupted; the message names the folder and the file.
+        """
         d = Path(directory)
-        state = PipelineState.from_dict(json.loads((d / "pipeline.json").read_text()))
-        model = keras.saving.load_model(d / "model.keras", compile=False)
+        where = str(d)
+        raw = read_json(d / "pipeline.json", model=where, artifact="pipeline.json")
+        try:
+            state = PipelineState.from_dict(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"lacks key {exc}" if isinstance(exc, KeyError) else f"is invalid: {exc}"
+            raise ModelLoadError(where, "pipeline.json", f"is incomplete: it {what}") from None
+        check_keras_file(d / "model.keras", model=where, artifact="model.keras")
+        try:
+            model = keras.saving.load_model(d / "model.keras", compile=False)
+        except Exception as exc:  # a well-formed archive Keras still cannot read
+            raise ModelLoadError(
+                where, "model.keras", f"cannot be read by Keras {keras.__version__}: {exc}"
+            ) from None
         return cls(model, state)
 
     # ------------------------------------------------------------------ prediction

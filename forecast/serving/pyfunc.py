@@ -24,6 +24,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
@@ -32,6 +33,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 import forecast
 import pipelines
+from forecast.serving.artifacts import ModelLoadError
 from forecast.serving.forecaster import (
     SERIES_COL,
     STEP_COL,
@@ -63,9 +65,27 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        forecaster = Forecaster.load(context.artifacts[FORECASTER_ARTIFACT])
+        """Load the forecaster and warm it up.
+
+        Raises:
+            ModelLoadError: an artifact is missing, truncated or corrupted; the message
+                names the model (``models:/m-...``) and the artifact, and is what a scoring
+                server prints as it fails to start.
+        """
+        folder = Path(context.artifacts[FORECASTER_ARTIFACT])
+        try:
+            forecaster = Forecaster.load(folder)
+        except ModelLoadError as exc:
+            raise exc.for_model(_model_uri(folder), f"artifacts/{FORECASTER_ARTIFACT}") from None
+        warmup = Path(context.artifacts[WARMUP_ARTIFACT])
+        try:
+            request = pd.read_parquet(warmup)
+        except Exception as exc:  # pyarrow reports a truncated file in many ways
+            raise ModelLoadError(
+                _model_uri(folder), f"artifacts/{warmup.name}", f"cannot be read ({exc})"
+            ) from None
         # The first call traces the Keras predict function; pay for it before traffic arrives.
-        forecaster.predict(pd.read_parquet(context.artifacts[WARMUP_ARTIFACT]))
+        forecaster.predict(request)
         self._forecaster = forecaster
 
     @property
@@ -214,6 +234,20 @@ def log_forecaster(
             pip_requirements=pip_requirements(),
             registered_model_name=registered_model_name,
         )
+
+
+def _model_uri(artifact: Path) -> str:
+    """The URI of the MLflow model holding a downloaded artifact, from its ``MLmodel`` file."""
+    root = artifact.parent.parent  # <model>/artifacts/<name>
+    try:
+        meta = yaml.safe_load((root / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError):
+        return str(root)
+    if isinstance(meta, dict) and meta.get("model_id"):
+        return f"models:/{meta['model_id']}"
+    if isinstance(meta, dict) and meta.get("run_id") and meta.get("artifact_path"):
+        return f"runs:/{meta['run_id']}/{meta['artifact_path']}"
+    return str(root)
 
 
 def _package_dir(module: Any) -> str:
