@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -24,6 +25,24 @@ class ConfigError(ForecastError):
     The message names the field and the allowed values, and echoes what was
     received, in the style of Keras: ``"`lookback` must be >= 1. Received: lookback=0"``.
     """
+
+
+class DiskFullError(ForecastError):
+    """The disk filled up while writing; nothing partial was left behind."""
+
+    def __init__(self, target: object) -> None:
+        self.target = str(target)
+        super().__init__(f"no space left on device writing {self.target}")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` is the OS saying the disk (or the user's quota) is full.
+
+    pyarrow reports it as an `OSError` without `errno`, so the text is checked too.
+    """
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
 
 
 def did_you_mean(word: object, choices: Iterable[object], *, cutoff: float = 0.6) -> str:

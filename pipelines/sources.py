@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.errors import ConfigError, DataValidationError
+from pipelines.errors import ConfigError, DataValidationError, DiskFullError, is_disk_full
 from pipelines.schema import SeriesSchema
 
 __all__ = [
@@ -108,12 +108,19 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
 
     A reader sees the old file or the whole new one, never a part; a failed write leaves
     nothing behind. The one place the package writes user-facing files.
+
+    Raises:
+        DiskFullError: the disk filled up ("no space left on device writing <path>").
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(path) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -38,6 +38,7 @@ from forecast.tracking.store import open_store
 from forecast.training.checkpoint import checkpoint_epoch, remove_checkpoint
 from forecast.training.distribute import make_strategy
 from forecast.training.fitting import Fitted, train_model
+from pipelines.errors import DiskFullError, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,12 @@ def train_job(
         )
         scores, test_forecasts = _scores(fitted, prepared, config)
         flat = _log_scores(scores)
-        _log_artifacts(fitted, prepared, scores, test_forecasts)
+        try:
+            _log_artifacts(fitted, prepared, scores, test_forecasts)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFullError(f"the artifacts of run {run.info.run_id}") from None
         model_uri, promotion = _log_model(fitted, config, flat, register=register)
         remove_checkpoint(checkpoints)  # the logged model holds the trained weights now
         return TrainOutcome(

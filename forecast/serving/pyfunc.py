@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from forecast.serving.forecaster import (
     TIME_COL,
     Forecaster,
 )
-from pipelines.errors import ConfigError, ForecastError
+from pipelines.errors import ConfigError, DiskFullError, ForecastError, is_disk_full
 
 FORECASTER_ARTIFACT = "forecaster"
 WARMUP_ARTIFACT = "warmup"
@@ -211,6 +212,7 @@ def log_forecaster(
     Raises:
         ConfigError: no run is active, or `forecaster` is not a `Forecaster`.
         ForecastError: the input example is not a valid request.
+        DiskFullError: the disk filled up; the half-written model was deleted.
     """
     if mlflow.active_run() is None:
         raise ConfigError("`log_forecaster` needs an active MLflow run: call it inside one.")
@@ -220,20 +222,51 @@ def log_forecaster(
         )
     example = example_history(forecaster) if input_example is None else input_example
     forecaster.predict(example)
-    with tempfile.TemporaryDirectory() as tmp:
-        saved = forecaster.save(Path(tmp) / FORECASTER_ARTIFACT)
-        warmup = Path(tmp) / "warmup.parquet"
-        example.to_parquet(warmup, index=False)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(MODEL_CODE),
-            artifacts={FORECASTER_ARTIFACT: str(saved), WARMUP_ARTIFACT: str(warmup)},
-            code_paths=[_package_dir(forecast), _package_dir(pipelines)],
-            signature=forecaster_signature(forecaster),
-            input_example=example,
-            pip_requirements=pip_requirements(),
-            registered_model_name=registered_model_name,
-        )
+    before = mlflow.last_logged_model()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = forecaster.save(Path(tmp) / FORECASTER_ARTIFACT)
+            warmup = Path(tmp) / "warmup.parquet"
+            example.to_parquet(warmup, index=False)
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(MODEL_CODE),
+                artifacts={FORECASTER_ARTIFACT: str(saved), WARMUP_ARTIFACT: str(warmup)},
+                code_paths=[_package_dir(forecast), _package_dir(pipelines)],
+                signature=forecaster_signature(forecaster),
+                input_example=example,
+                pip_requirements=pip_requirements(),
+                registered_model_name=registered_model_name,
+            )
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        where = _discard_partial_model(before)
+        raise DiskFullError(
+            f"model {name!r} of run {mlflow.active_run().info.run_id}{where}"
+        ) from None
+
+
+def _discard_partial_model(before: Any) -> str:
+    """Delete the files and the entry of a logged model whose upload failed half-way.
+
+    Returns:
+        `` (<artifact location>)`` of the model it deleted, or "" when none was created.
+    """
+    created = mlflow.last_logged_model()
+    if created is None or (before is not None and created.model_id == before.model_id):
+        return ""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    location = created.artifact_location
+    if is_local_uri(location, is_tracking_or_registry_uri=False):
+        shutil.rmtree(local_file_uri_to_path(location), ignore_errors=True)
+    try:
+        mlflow.MlflowClient().delete_logged_model(created.model_id)
+    except Exception:  # the store may be unwritable too; the files are gone either way
+        pass
+    return f" ({location})"
 
 
 def _model_uri(artifact: Path) -> str:
