@@ -13,6 +13,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from forecast.tracking.store import retry_busy
 from pipelines.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,10 @@ def register_and_promote(
     _check_arguments(name=name, alias=alias, metric_name=metric_name, metric=candidate_metric)
     client = client or MlflowClient()
     candidate = float(candidate_metric)
-    registered = mlflow.register_model(model_uri, name, tags={metric_name: repr(candidate)})
+    registered = retry_busy(
+        lambda: mlflow.register_model(model_uri, name, tags={metric_name: repr(candidate)}),
+        what="register the model",
+    )
     version = int(registered.version)
 
     holder = client.get_registered_model(name).aliases.get(alias)
@@ -108,6 +112,7 @@ def register_and_promote(
 
     if promoted:
         client.set_registered_model_alias(name, alias, str(version))
+        _settle(client, name, alias, metric_name, higher_is_better, since=previous_version)
         message = f"Version {version} of {name!r} is now @{alias}: {reason}."
     else:
         message = f"Version {version} of {name!r} was registered but not promoted: {reason}."
@@ -119,6 +124,55 @@ def register_and_promote(
         previous_metric=previous_metric,
         message=message,
     )
+
+
+def _settle(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    metric_name: str,
+    higher_is_better: bool,
+    *,
+    since: int | None,
+    rounds: int = 5,
+) -> None:
+    """Leave the alias on the best of the versions registered since `since`, ours included.
+
+    Two jobs that finish together both read the same champion, both beat it and both move
+    the alias: the one that writes last wins, better or not. After moving it, each job
+    looks at every version registered after the champion it compared with (the concurrent
+    candidates) and moves the alias to the best of them if it is not there; every job that
+    moved the alias checks again after its own write, so the last write is a checked one.
+    A tie goes to the earlier version, as a tie keeps the champion.
+    """
+    for _ in range(rounds):
+        versions = client.search_model_versions(f"name = '{name}'")
+        scored = []
+        for mv in versions:
+            number = int(mv.version)
+            if since is not None and number <= since:
+                continue
+            metric = _recorded_metric_of(mv.tags.get(metric_name))
+            if metric is not None:
+                scored.append((-metric if higher_is_better else metric, number))
+        if not scored:
+            return
+        _, best = min(scored)
+        holder = client.get_registered_model(name).aliases.get(alias)
+        if holder is not None and int(holder) == best:
+            return
+        if holder is not None and since is not None and int(holder) <= since:
+            return  # moved back by hand to an older version meanwhile: leave it
+        client.set_registered_model_alias(name, alias, str(best))
+    logger.warning("The @%s alias of %r kept moving; left it at its last holder.", alias, name)
+
+
+def _recorded_metric_of(tag: str | None) -> float | None:
+    try:
+        value = float(tag) if tag is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def load_alias_version(
