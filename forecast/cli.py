@@ -231,6 +231,7 @@ def _train(args: argparse.Namespace) -> int:
     from forecast.config import load_config
 
     config = load_config(args.config, tuple(args.overrides))
+    _open_store(config)
     _load_tensorflow()
     from forecast.jobs.train import train_job
 
@@ -247,6 +248,7 @@ def _backtest(args: argparse.Namespace) -> int:
     if args.folds is not None and args.folds < 1:
         raise UsageError(f"--folds must be >= 1. Received: {args.folds}")
     config = load_config(args.config, tuple(args.overrides))
+    _open_store(config)
     _load_tensorflow()
     from forecast.jobs.backtest import run_backtest
 
@@ -258,6 +260,13 @@ def _backtest(args: argparse.Namespace) -> int:
         write_frame(result.folds, out, overwrite=args.overwrite)
         print(f"per-fold table: {out}")
     return EXIT_OK
+
+
+def _open_store(config: Any) -> None:
+    """Probe the tracking store before TensorFlow loads: a dead server fails in seconds."""
+    from forecast.tracking.store import open_store, resolve_tracking_uri
+
+    open_store(resolve_tracking_uri(config.tracking.tracking_uri))
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -59,10 +59,11 @@ class Owner:
             return False
         except PermissionError:  # another user's process: it exists
             pass
-        return not self.started or _start_time(self.pid) == self.started
+        return not self.started or process_start_time(self.pid) == self.started
 
 
-def _start_time(pid: int) -> str:
+def process_start_time(pid: int) -> str:
+    """The start time of a process (clock ticks after boot); "" where there is no /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -74,7 +75,7 @@ def _start_time(pid: int) -> str:
 @functools.cache
 def current_owner() -> Owner:
     """This process as a run owner."""
-    return Owner(socket.gethostname(), os.getpid(), _start_time(os.getpid()))
+    return Owner(socket.gethostname(), os.getpid(), process_start_time(os.getpid()))
 
 
 def mark_dead_runs(experiment_id: str) -> list[str]:

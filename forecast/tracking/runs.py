@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import math
-import os
 import subprocess
 import tempfile
 import traceback
@@ -26,14 +25,15 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 import forecast
 from forecast.tracking.recovery import OWNER_TAG, current_owner, mark_dead_runs
-from forecast.tracking.store import retry_busy
+from forecast.tracking.store import (  # noqa: F401 - resolve_tracking_uri is used from here
+    DEFAULT_TRACKING_URI,
+    resolve_tracking_uri,
+    retry_busy,
+)
 from pipelines.errors import ConfigError, DataValidationError
 
 logger = logging.getLogger(__name__)
 
-# MLflow's default store when neither the config nor the environment names one
-# (mlflow/tracking/_tracking_service/utils.py); relative, so it lives in the working directory.
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # Limits of the MLflow tracking store (mlflow/utils/validation.py).
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_KEY_LENGTH = 250
@@ -45,23 +45,6 @@ VERSION_TAG = "forecast.version"
 GIT_COMMIT_TAG = "forecast.git_commit"
 ERROR_TAG = "error"
 TARGETS_INPUT_TAG = "forecast.targets"
-
-
-def resolve_tracking_uri(config_uri: str | None) -> str:
-    """Pick the tracking store: the config value, then `MLFLOW_TRACKING_URI`, then the default.
-
-    Set it with ``mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking_uri))``.
-
-    Args:
-        config_uri: the URI from the user's config, or None when it names none.
-
-    Returns:
-        The URI to use; ``"sqlite:///mlflow.db"`` (in the working directory) when nothing names one.
-    """
-    if config_uri is not None and config_uri.strip():
-        return config_uri.strip()
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    return env_uri or DEFAULT_TRACKING_URI
 
 
 def ensure_experiment(name: str, *, artifact_location: str | None = None) -> str:

@@ -51,6 +51,28 @@ BUSY_ATTEMPTS = 8
 BUSY_FIRST_WAIT_S = 0.1
 
 
+# MLflow's default store when neither the config nor the environment names one
+# (mlflow/tracking/_tracking_service/utils.py); relative, so it lives in the working directory.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def resolve_tracking_uri(config_uri: str | None) -> str:
+    """Pick the tracking store: the config value, then `MLFLOW_TRACKING_URI`, then the default.
+
+    Set it with ``mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking_uri))``.
+
+    Args:
+        config_uri: the URI from the user's config, or None when it names none.
+
+    Returns:
+        The URI to use; ``"sqlite:///mlflow.db"`` (in the working directory) when nothing names one.
+    """
+    if config_uri is not None and config_uri.strip():
+        return config_uri.strip()
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return env_uri or DEFAULT_TRACKING_URI
+
+
 class StoreUnavailableError(ConfigError):
     """The tracking store cannot be reached or opened (exit code 2 from the CLI)."""
 
@@ -157,6 +179,10 @@ def _probe_http(uri: str) -> None:
     backoff = bound(_RETRY_ENV[1], PROBE_BACKOFF_FACTOR)
     timeout = bound(_RETRY_ENV[2], PROBE_TIMEOUT_S)
     started = time.monotonic()
+    # urllib3 logs a WARNING per retry; the one error below says it all.
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
     try:
         response = http_request(
             get_default_host_creds(uri),
@@ -175,6 +201,8 @@ def _probe_http(uri: str) -> None:
             f"{elapsed:.0f} s ({_cause(exc)}); start it, or point tracking.tracking_uri / "
             f"MLFLOW_TRACKING_URI at a running one (retries: {', '.join(_RETRY_ENV)})"
         ) from None
+    finally:
+        pool_log.setLevel(level)
     if response.status_code != 200:
         raise StoreUnavailableError(
             f"tracking server {uri} answered HTTP {response.status_code} to a search "
