@@ -1,24 +1,32 @@
-"""Serving latency and throughput through the real `mlflow models serve`, beside in-process predict.
+"""Serving through the real `mlflow models serve`, each figure beside its reference of the same run.
 
 Run from the repository root::
 
     TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow .venv/bin/python -m benchmarks.serving
-    ... -m benchmarks.serving --quick          # fewer requests, a minute or so
+    ... -m benchmarks.serving --quick                 # fewer requests and repeats
+    ... -m benchmarks.serving --only latency,profile  # some of the sections below
 
 A small static LSTM (64 units, lookback 64, horizon 10) is trained on EuStockMarkets with one
 scaler for all series (``per_series: false``), so any series label is accepted. It is logged
-with `forecast.serving.pyfunc.log_forecaster` to a temporary MLflow store, promoted to @champion and
-served by ``mlflow models serve -m models:/bench@champion --env-manager local`` on 127.0.0.1
-with one uvicorn worker. Two requests (``dataframe_split`` JSON, built once):
+with `forecast.serving.pyfunc.log_forecaster` to a temporary MLflow store and promoted to
+@champion. Two requests (``dataframe_split`` JSON, built once): one series (the last 64 rows
+of DAX) and 100 series (the four indices copied 25 times, each copy relabelled and cut at a
+different end; 6,400 rows). Every measured figure and its reference run interleaved
+(A B A B ...), so the load of the shared machine hits both; medians over the repeats.
 
-- one series: the last 64 rows of DAX;
-- 100 series: the four indices copied 25 times, each copy relabelled (``s000``..``s099``) and
-  cut at a different end, so no two histories are equal (6,400 rows).
-
-For each request: latency percentiles of sequential requests from one keep-alive client,
-throughput (requests/s) of that client and of several concurrent clients, and beside them
-the in-process time of `Forecaster.predict` and of the loaded pyfunc's ``predict`` (which adds
-MLflow's schema enforcement). Server numbers include HTTP, JSON parsing and serialization.
+- ``latency``: our model and a trivial pyfunc (``benchmarks/trivial_model.py``: returns its
+  input's last row, same input signature, so MLflow parses and enforces the same payload)
+  served side by side, one keep-alive client posting to each in turn; in-process
+  `Forecaster.predict` and the loaded pyfunc's ``predict`` beside them.
+- ``workers``: our model behind ``--workers 1`` and ``--workers 2``, 8 concurrent clients;
+  the served forecasts of both are compared with the in-process ones.
+- ``profile``: where the milliseconds of one request go, by timing the scoring server's own
+  steps in process (JSON parsing, schema enforcement, our predict and within it the
+  network, writing the JSON answer); HTTP is the served p50 minus their sum.
+- ``coldstart``: a fresh process that imports the package, loads models:/bench@champion from
+  the local store and answers one one-series request, against a fresh process that imports
+  TensorFlow (and `forecast.models`, which registers the layers) and loads the bare
+  ``model.keras`` with `keras.saving.load_model` and predicts once.
 """
 
 from __future__ import annotations
@@ -27,11 +35,14 @@ import argparse
 import contextlib
 import os
 import platform
+import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -40,13 +51,15 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import requests  # noqa: E402
+from mlflow.models import ModelSignature  # noqa: E402
 
+import forecast  # noqa: E402
+from benchmarks import _serving_parts as parts  # noqa: E402
 from forecast.config import ForecastConfig  # noqa: E402
 from forecast.data import prepare  # noqa: E402
-from forecast.serving.forecaster import Forecaster  # noqa: E402
-from forecast.serving.http import request_json  # noqa: E402
+from forecast.serving.http import forecasts_from_json, request_json  # noqa: E402
 from forecast.serving.local_server import ModelServer  # noqa: E402
-from forecast.serving.pyfunc import log_forecaster  # noqa: E402
+from forecast.serving.pyfunc import forecaster_signature, log_forecaster, pip_requirements  # noqa: E402
 from forecast.tracking.registry import register_and_promote  # noqa: E402
 from forecast.training.fitting import train_model  # noqa: E402
 from pipelines import datasets  # noqa: E402
@@ -62,6 +75,8 @@ CONFIG = {
     "evaluation": {"baselines": ["naive"]},
 }
 HEADERS = {"Content-Type": "application/json"}
+SECTIONS = ("latency", "workers", "profile", "coldstart")
+TRIVIAL_CODE = Path(__file__).with_name("trivial_model.py")
 
 
 def requests_frames() -> dict[str, pd.DataFrame]:
@@ -77,27 +92,34 @@ def requests_frames() -> dict[str, pd.DataFrame]:
     return {"1 series": one.reset_index(drop=True), "100 series": pd.concat(copies)}
 
 
-def timed(fn: Callable[[], object], n: int) -> list[float]:
-    """Seconds per call of `fn`, after one warm-up call."""
-    fn()
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
+def post(session: requests.Session, url: str, body: str) -> str:
+    response = session.post(f"{url}/invocations", data=body, headers=HEADERS, timeout=120)
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}: {response.text[-500:]}")
+    return response.text
+
+
+def interleaved(calls: dict[str, Callable[[], object]], n: int) -> dict[str, list[float]]:
+    """Seconds per call of each callable, called in turn (order flipped every round)."""
+    names = list(calls)
+    for name in names:
+        calls[name]()  # warm-up
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(n):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            calls[name]()
+            out[name].append(time.perf_counter() - start)
     return out
 
 
-def concurrent(url: str, body: str, clients: int, per_client: int) -> tuple[float, list[float]]:
+def concurrent(url: str, body: str, clients: int, per_client: int) -> float:
     """Requests/s of `clients` keep-alive clients sending `per_client` requests each."""
-    latencies: list[float] = []
-    lock = threading.Lock()
 
     def client() -> None:
         with requests.Session() as session:
-            mine = timed(lambda: post(session, url, body), per_client)
-        with lock:
-            latencies.extend(mine)
+            for _ in range(per_client):
+                post(session, url, body)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     start = time.perf_counter()
@@ -105,79 +127,160 @@ def concurrent(url: str, body: str, clients: int, per_client: int) -> tuple[floa
         t.start()
     for t in threads:
         t.join()
-    # Each client's warm-up request is outside its latencies but inside the wall time.
-    return clients * (per_client + 1) / (time.perf_counter() - start), latencies
+    return clients * per_client / (time.perf_counter() - start)
 
 
-def post(session: requests.Session, url: str, body: str) -> None:
-    response = session.post(f"{url}/invocations", data=body, headers=HEADERS, timeout=120)
-    if response.status_code != 200:
-        raise RuntimeError(f"HTTP {response.status_code}: {response.text[-500:]}")
+def p(seconds: list[float], q: float = 50) -> float:
+    """Percentile `q` in milliseconds."""
+    return float(np.percentile(seconds, q) * 1000)
 
 
-def ms(seconds: list[float], q: float) -> str:
-    return f"{np.percentile(seconds, q) * 1000:.1f}"
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
-def train_and_serve(root: Path) -> tuple[Forecaster, str, str]:
-    """Train, log, promote; returns the forecaster, the store URI and the champion's URI."""
-    config = ForecastConfig.from_dict(CONFIG)
-    forecaster = train_model(config, prepare(config)).forecaster
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    with contextlib.chdir(root), mlflow.start_run():
-        info = log_forecaster(forecaster, name="model")
-    register_and_promote(info.model_uri, name="bench", candidate_metric=1.0)
-    return forecaster, uri, "models:/bench@champion"
+def load() -> str:
+    return "load average {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
+
+
+class Bench:
+    """The trained model, its MLflow store and the two logged models."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        config = ForecastConfig.from_dict(CONFIG)
+        self.forecaster = train_model(config, prepare(config)).forecaster
+        self.store = f"sqlite:///{root / 'mlflow.db'}"
+        mlflow.set_tracking_uri(self.store)
+        mlflow.set_registry_uri(self.store)
+        with contextlib.chdir(root), mlflow.start_run():
+            info = log_forecaster(self.forecaster, name="model")
+            inputs = forecaster_signature(self.forecaster).inputs
+            trivial = mlflow.pyfunc.log_model(
+                name="trivial",
+                python_model=str(TRIVIAL_CODE),
+                signature=ModelSignature(inputs=inputs),
+                pip_requirements=pip_requirements(),
+            )
+        register_and_promote(info.model_uri, name="bench", candidate_metric=1.0)
+        self.model_uri, self.trivial_uri = "models:/bench@champion", trivial.model_uri
+        self.forecaster.save(root / "bare")  # the bare .keras file of the cold-start floor
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        self.env = env | {"MLFLOW_TRACKING_URI": self.store, "MLFLOW_REGISTRY_URI": self.store}
+
+    def server(self, uri: str, workers: int = 1) -> ModelServer:
+        return ModelServer(uri, env=self.env, cwd=self.root, workers=workers)
+
+
+def latency_section(bench: Bench, frames: dict[str, pd.DataFrame], args: Any) -> dict:
+    """Served p50 of ours and of the trivial model, interleaved; in-process beside them."""
+    n = {"1 series": 40, "100 series": 10} if args.quick else {"1 series": 300, "100 series": 40}
+    pyfunc = mlflow.pyfunc.load_model(bench.model_uri)
+    ours, trivial = bench.server(bench.model_uri), bench.server(bench.trivial_uri)
+    results = {}
+    print(f"\n### Latency: ours beside a trivial pyfunc model ({load()} at start)\n")
+    with contextlib.ExitStack() as stack:
+        for server in (ours, trivial):
+            stack.callback(server.stop)
+            server.start()
+        for server in (ours, trivial):
+            server.wait_ready()
+        for name, frame in frames.items():
+            body = request_json(frame)
+            local = interleaved(
+                {
+                    "predict": lambda f=frame: bench.forecaster.predict(f),
+                    "pyfunc": lambda f=frame: pyfunc.predict(f),
+                },
+                n[name],
+            )
+            with requests.Session() as s1, requests.Session() as s2:
+                served = interleaved(
+                    {
+                        "ours": lambda b=body, s=s1: post(s, ours.url, b),
+                        "trivial": lambda b=body, s=s2: post(s, trivial.url, b),
+                    },
+                    n[name],
+                )
+            results[name] = {**local, **served, "kib": len(body) / 1024, "rows": len(frame)}
+    print("| request | ours p50 / p99 ms | trivial p50 / p99 ms | ours / trivial | goal "
+          "| in-process Forecaster.predict p50 ms | in-process pyfunc p50 ms |")  # fmt: skip
+    print("|---|---:|---:|---:|---|---:|---:|")
+    goals = {"1 series": (1.5, 10.0), "100 series": (3.0, None)}
+    for name, r in results.items():
+        ratio = p(r["ours"]) / p(r["trivial"])
+        limit, ms = goals[name]
+        ok = ratio <= limit and (ms is None or p(r["ours"]) <= ms)
+        goal = f"<= {limit}x" + (f" and <= {ms:g} ms" if ms else "") + f": {verdict(ok)}"
+        print(
+            f"| {name} ({r['rows']} rows, {r['kib']:.0f} KiB) | {p(r['ours']):.1f} / "
+            f"{p(r['ours'], 99):.1f} | {p(r['trivial']):.1f} / {p(r['trivial'], 99):.1f} "
+            f"| {ratio:.2f}x | {goal} | {p(r['predict']):.2f} | {p(r['pyfunc']):.2f} |"
+        )
+    one = p(results["1 series"]["predict"])
+    print(f"\nIn-process one-series Forecaster.predict p50 {one:.2f} ms (goal <= 3 ms: "
+          f"{verdict(one <= 3)}). Requests per measurement: {n}; {load()} at the end.")  # fmt: skip
+    return results
+
+
+def workers_section(bench: Bench, frames: dict[str, pd.DataFrame], args: Any) -> None:
+    """Requests/s of 1 and 2 uvicorn workers under concurrent clients, interleaved."""
+    rounds, per_client = (3, 4) if args.quick else (7, 10)
+    print(f"\n### Workers: --workers 1 against --workers 2, {args.clients} clients ({load()})\n")
+    servers = {w: bench.server(bench.model_uri, workers=w) for w in (1, 2)}
+    with contextlib.ExitStack() as stack:
+        for server in servers.values():
+            stack.callback(server.stop)
+            server.start()
+        for server in servers.values():
+            server.wait_ready(timeout=300)
+        print("| request | req/s, 1 worker | req/s, 2 workers | 2 / 1 | goal >= 1.7x "
+              "| largest difference from in-process |")  # fmt: skip
+        print("|---|---:|---:|---:|---|---:|")
+        for name, frame in frames.items():
+            body, want = request_json(frame), bench.forecaster.predict(frame)
+            diff = 0.0
+            for server in servers.values():
+                for _ in range(3):  # each worker of a server answers some of these
+                    got = forecasts_from_json(requests.post(
+                        f"{server.url}/invocations", data=body, headers=HEADERS, timeout=120
+                    ).text)  # fmt: skip
+                    diff = max(diff, float(np.abs(got["forecast"] - want["forecast"]).max()))
+            rps: dict[int, list[float]] = {1: [], 2: []}
+            concurrent(servers[2].url, body, args.clients, 2)  # both workers warm
+            for r in range(rounds):
+                for w in (1, 2) if r % 2 == 0 else (2, 1):
+                    k = per_client if name == "1 series" else max(2, per_client // 4)
+                    rps[w].append(concurrent(servers[w].url, body, args.clients, k))
+            one, two = statistics.median(rps[1]), statistics.median(rps[2])
+            print(f"| {name} | {one:.1f} | {two:.1f} | {two / one:.2f}x "
+                  f"| {verdict(two / one >= 1.7)} | {diff:.1e} |")  # fmt: skip
+    print(f"\nMedians of {rounds} rounds; {load()} at the end.")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests")
+    parser.add_argument("--quick", action="store_true", help="fewer requests and repeats")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"some of {SECTIONS}")
     args = parser.parse_args(argv)
-    n = {"1 series": 40, "100 series": 10} if args.quick else {"1 series": 300, "100 series": 40}
+    sections = args.only.split(",")
     frames = requests_frames()
-    load = os.getloadavg()[0]
     print(
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {load:.1f} "
-        f"at start; lookback {LOOKBACK}, horizon {HORIZON}, LSTM 64 units, 1 uvicorn worker."
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {load()} at start; "
+        f"lookback {LOOKBACK}, horizon {HORIZON}, LSTM 64 units; package at "
+        f"{Path(forecast.__file__).parent.parent}."
     )
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        forecaster, uri, model_uri = train_and_serve(Path(tmp))
-        pyfunc = mlflow.pyfunc.load_model(model_uri)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
-        with ModelServer(model_uri, env=env, cwd=tmp) as server:
-            for name, frame in frames.items():
-                body = request_json(frame)
-                k = n[name]
-                direct = timed(lambda f=frame: forecaster.predict(f), k)
-                wrapped = timed(lambda f=frame: pyfunc.predict(f), k)
-                with requests.Session() as session:
-                    start = time.perf_counter()
-                    served = timed(lambda b=body, s=session: post(s, server.url, b), k)
-                    sequential_rps = (k + 1) / (time.perf_counter() - start)
-                per_client = max(2, k // args.clients)
-                rps, loaded = concurrent(server.url, body, args.clients, per_client)
-                rows.append(
-                    f"| {name} ({len(frame)} rows, {len(body) / 1024:.0f} KiB) "
-                    f"| {ms(direct, 50)} | {ms(wrapped, 50)} "
-                    f"| {ms(served, 50)} / {ms(served, 99)} | {sequential_rps:.1f} "
-                    f"| {ms(loaded, 50)} / {ms(loaded, 99)} | {rps:.1f} |"
-                )
-                print(f"{name}: done ({k} sequential, {args.clients}x{per_client} concurrent)")
-    print()
-    print(
-        "| request | in-process Forecaster.predict p50 ms | in-process pyfunc p50 ms "
-        "| server p50 / p99 ms (1 client) | req/s (1 client) "
-        f"| server p50 / p99 ms ({args.clients} clients) | req/s ({args.clients} clients) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    print(f"\nRequests per measurement: {n}; with so few, p99 is close to the maximum.")
+        bench = Bench(Path(tmp))
+        served = latency_section(bench, frames, args) if "latency" in sections else None
+        if "workers" in sections:
+            workers_section(bench, frames, args)
+        if "profile" in sections:
+            parts.profile_section(bench, frames, served, quick=args.quick)
+        if "coldstart" in sections:
+            parts.coldstart_section(bench, frames["1 series"], repeats=3 if args.quick else 7)
+    print(f"\n{load()} at the end; {sys.executable}")
 
 
 if __name__ == "__main__":

@@ -373,8 +373,9 @@ def _train_table(title: str, cases: list[tuple[str, dict[str, Any]]], args: Any)
 def _infer_table(cases: list[tuple[str, dict[str, Any]]], args: Any) -> None:
     print("\n### Inference (issue 7, item 4)\n")
     print("| case | `predict` 10,000 windows, windows/s: Keras | ours | PyTorch "
-          "| compiled call, batch 256: Keras | ours | one window, ms: Keras | ours | PyTorch |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| compiled call, batch 256: Keras | ours | one window, ms: Keras | ours | PyTorch "
+          "| ours / PyTorch windows/s (goal >= 1) | ours / PyTorch one window (goal <= 1.2) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, case in cases:
         names = ["keras", "ours", "torch"]
         rate = {n: _rate(r) for n, r in _compare(names, case, "predict", args.repeats).items()}
@@ -385,6 +386,10 @@ def _infer_table(cases: list[tuple[str, dict[str, Any]]], args: Any) -> None:
         }
         cells = [_fmt(rate.get(n)) for n in names] + [_fmt(call.get(n)) for n in names[:2]]
         cells += [_fmt(lat.get(n), 2) for n in names]
+        if "torch" in rate:
+            cells += [f"{rate['ours'] / rate['torch']:.2f}x", f"{lat['ours'] / lat['torch']:.2f}x"]
+        else:
+            cells += ["-", "-"]
         print(f"| {label} | {' | '.join(cells)} |", flush=True)
 
 

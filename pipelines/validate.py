@@ -218,6 +218,8 @@ def _parse_times(col: pd.Series, name: str, index: pd.Index) -> tuple[np.ndarray
             f"Column {name!r} holds {col.dtype} numbers, not timestamps. Expected datetimes or "
             f"date strings; convert first, e.g. pd.to_datetime(frame[{name!r}], unit='s')."
         )
+    if col.dtype == "datetime64[ns]" and not np.isnat(col.to_numpy()).any():
+        return col.to_numpy().view(np.int64), None  # already parsed (a served request): as is
     nulls = col.isna().to_numpy()
     if nulls.any():
         raise DataValidationError(

@@ -12,10 +12,12 @@ import pytest
 from forecast.config import ForecastConfig
 from forecast.data import prepare
 from forecast.evaluation.scoring import model_forecasts
+from forecast.models.layers import _kernels
 from forecast.serving.forecaster import Forecaster, PipelineState, quantile_column
 from forecast.training.fitting import train_model
 from pipelines import datasets
 from pipelines.errors import DataValidationError
+from pipelines.scale import SeriesScaler
 from pipelines.window import WindowSpec
 
 LOOKBACK, H = 16, 3
@@ -190,3 +192,40 @@ def test_serving_equals_evaluation_on_every_test_window(trained):
                 atol=1e-7,
             )
             assert (mine["target"] == "value_log_return").all()
+
+
+# ----------------------------------------------------------------------------- tracing
+
+
+def _trace_count(model) -> int:
+    """Traces of the model's predict function plus those of the fused layers' XLA loops."""
+    loops = [f for f in vars(_kernels).values() if hasattr(f, "experimental_get_tracing_count")]
+    assert loops, "the fused layers' loops are no longer tf.functions: update this test"
+    count = model.predict_function.experimental_get_tracing_count()
+    return count + sum(f.experimental_get_tracing_count() for f in loops)
+
+
+def test_requests_of_any_number_of_series_reuse_one_trace(trained):
+    """A server answers 1, 5, 7 or 100 series with the trace of its first request: no
+    request retraces the predict function or the recurrent loops, and a series' forecasts do
+    not depend on how many others share its request."""
+    prepared, fitted = trained
+    # One scaler for all series, so relabelled copies are valid series of their own.
+    scaler = SeriesScaler(method=fitted.state.scaler.method, per_series=False)
+    scaler.fit(prepared.split.train, prepared.schema)
+    forecaster = Forecaster(fitted.model, replace(fitted.state, scaler=scaler))
+    end = RAW["timestamp"].iloc[-1]
+    copies = [
+        _series_history(SERIES[i % 4], end - pd.Timedelta(days=7 * (i // 4))).assign(
+            series=f"s{i:03d}"
+        )
+        for i in range(100)
+    ]
+    alone = forecaster.predict(copies[0])  # the first request traces (or reuses a trace)
+    before = _trace_count(forecaster.model)
+    for n in (5, 7, 100, 1):
+        got = forecaster.predict(pd.concat(copies[:n], ignore_index=True))
+        assert got["series"].nunique() == n
+        first = got[got["series"] == "s000"].reset_index(drop=True)
+        np.testing.assert_allclose(first["forecast"], alone["forecast"], rtol=0, atol=1e-6)
+    assert _trace_count(forecaster.model) == before

@@ -1,0 +1,190 @@
+"""The profile and cold-start sections of `benchmarks.serving` (see its docstring)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+import forecast.serving.forecaster as forecaster_module
+from forecast.serving.http import request_json
+
+# What each cold process runs; both print their clock at each phase as JSON.
+_OURS = """
+import json, sys, time
+import forecast, mlflow, pandas as pd
+imported = time.time()
+model = mlflow.pyfunc.load_model(sys.argv[2])
+loaded = time.time()
+model.predict(pd.read_parquet(sys.argv[1]))
+print(json.dumps({"imported": imported, "loaded": loaded, "answered": time.time()}))
+"""
+_FLOOR = """
+import json, sys, time
+import numpy as np, tensorflow, keras
+import forecast.models  # registers the layers the .keras file names
+imported = time.time()
+model = keras.saving.load_model(sys.argv[2], compile=False)
+loaded = time.time()
+model.predict_on_batch(dict(np.load(sys.argv[1])))
+print(json.dumps({"imported": imported, "loaded": loaded, "answered": time.time()}))
+"""
+
+
+def _timed(clock: collections.Counter, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock[label] += time.perf_counter() - start
+
+    return wrapped
+
+
+def profile_section(bench: Any, frames: dict[str, pd.DataFrame], served: Any, quick: bool) -> None:
+    """Milliseconds of each step of the scoring server's ``invocations`` on one request."""
+    from mlflow.pyfunc import scoring_server
+
+    pyfunc = mlflow.pyfunc.load_model(bench.model_uri)
+    schema = pyfunc.metadata.get_input_schema()
+    clock: collections.Counter = collections.Counter()
+    ours = pyfunc._model_impl.python_model  # the ForecasterModel instance
+    patches = [
+        (scoring_server, "_parse_json_data", "parse"),
+        (scoring_server, "predictions_to_json", "write"),
+        (forecaster_module, "featurize", "featurize"),
+        (forecaster_module, "predict_windows", "network"),
+    ]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, label in patches:
+        setattr(obj, name, _timed(clock, label, getattr(obj, name)))
+    ours.predict = _timed(clock, "ours", ours.predict)
+    whole = pyfunc.predict
+    pyfunc.predict = _timed(clock, "pyfunc", lambda data, params=None: whole(data, params=params))
+    n = {"1 series": 30 if quick else 200, "100 series": 10 if quick else 40}
+    table: dict[str, dict[str, float]] = {}
+    try:
+        for name, frame in frames.items():
+            body = request_json(frame).encode()
+            steps = collections.defaultdict(list)
+            for i in range(n[name] + 1):
+                clock.clear()
+                start = time.perf_counter()
+                scoring_server.invocations(body, "application/json", pyfunc, schema)
+                clock["total"] = time.perf_counter() - start
+                if i == 0:
+                    continue  # the first call warms up
+                for label, seconds in clock.items():
+                    steps[label].append(seconds)
+            table[name] = {k: 1000 * statistics.median(v) for k, v in steps.items()}
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+        del ours.predict, pyfunc.predict
+    rows = [
+        ("parse the JSON body into a frame (MLflow)", lambda t: t["parse"]),
+        ("schema enforcement (MLflow)", lambda t: t["pyfunc"] - t["ours"]),
+        ("validate + features (ours, pandas)", lambda t: t["featurize"]),
+        ("the network (`predict_windows`)", lambda t: t["network"]),
+        (
+            "the rest of `Forecaster.predict` (ours)",
+            lambda t: t["ours"] - t["featurize"] - t["network"],
+        ),  # fmt: skip
+        ("write the JSON answer (MLflow)", lambda t: t["write"]),
+        ("in-process `invocations`, all of the above", lambda t: t["total"]),
+    ]
+    print("\n### Profile: where the milliseconds of one request go (medians)\n")
+    print("| step | " + " | ".join(f"{name} ms | share" for name in table) + " |")
+    print("|---|" + "---:|---:|" * len(table))
+    for label, value in rows:
+        cells = [f"{value(t):.2f} | {value(t) / t['total']:.0%}" for t in table.values()]
+        print(f"| {label} | {' | '.join(cells)} |")
+    if served is not None:
+        cells = []
+        for name, t in table.items():
+            http = 1000 * statistics.median(served[name]["ours"]) - t["total"]
+            cells.append(f"{http:.2f} | {http / (t['total'] + http):.0%} of served")
+        print(
+            f"| HTTP, uvicorn and the client (served p50 minus the above) | {' | '.join(cells)} |"
+        )
+
+
+def coldstart_section(bench: Any, one: pd.DataFrame, repeats: int) -> None:
+    """A fresh process to its first forecast: our registered pyfunc against a bare .keras."""
+    request = bench.root / "one.parquet"
+    one.to_parquet(request, index=False)
+    inputs = bench.root / "one_window.npz"
+    captured = {}
+    original = forecaster_module.predict_windows
+
+    def capture(model: Any, windows: Any, **kwargs: Any) -> Any:
+        captured.update(windows.inputs())
+        return original(model, windows, **kwargs)
+
+    forecaster_module.predict_windows = capture
+    try:
+        bench.forecaster.predict(one)
+    finally:
+        forecaster_module.predict_windows = original
+    np.savez(inputs, **captured)
+    runs: dict[str, list[dict[str, float]]] = {"ours": [], "floor": []}
+    print(f"\n### Cold start: a fresh process to its first one-series forecast ({_load()})\n")
+    for r in range(repeats):
+        for name in ("ours", "floor") if r % 2 == 0 else ("floor", "ours"):
+            code, args = (
+                (_OURS, [str(request), bench.model_uri])
+                if name == "ours"
+                else (_FLOOR, [str(inputs), str(bench.root / "bare" / "model.keras")])
+            )
+            start = time.time()
+            out = subprocess.run(
+                [sys.executable, "-c", code, *args],
+                env=bench.env | {"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+                cwd=bench.root,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            t = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[name].append(
+                {
+                    "total": t["answered"] - start,
+                    "imports": t["imported"] - start,
+                    "load": t["loaded"] - t["imported"],
+                    "first predict": t["answered"] - t["loaded"],
+                }
+            )
+    med = {
+        name: {k: statistics.median(run[k] for run in rs) for k in rs[0]}
+        for name, rs in runs.items()
+    }
+    print("| process | start + imports s | load s | first predict s | total s |")
+    print("|---|---:|---:|---:|---:|")
+    labels = {
+        "ours": "ours: import forecast, mlflow.pyfunc.load_model(models:/bench@champion), predict",
+        "floor": "floor: import TensorFlow, keras.saving.load_model(model.keras), predict_on_batch",
+    }
+    for name, m in med.items():
+        print(f"| {labels[name]} | {m['imports']:.2f} | {m['load']:.2f} "
+              f"| {m['first predict']:.3f} | {m['total']:.2f} |")  # fmt: skip
+    ratio = med["ours"]["total"] / med["floor"]["total"]
+    first = med["ours"]["first predict"]
+    print(f"\nours / floor: {ratio:.2f}x (goal <= 1.5x: {'met' if ratio <= 1.5 else 'NOT met'}); "
+          f"our first predict after loading {first * 1000:.0f} ms (goal: no multi-second "
+          f"compile: {'met' if first < 1 else 'NOT met'}). Medians of {repeats}, run in "
+          f"turn; {_load()} at the end.")  # fmt: skip
+
+
+def _load() -> str:
+    return "load average {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
