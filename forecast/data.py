@@ -20,6 +20,7 @@ from pipelines.scale import SeriesScaler
 from pipelines.schema import SeriesSchema
 from pipelines.sources import read_frame
 from pipelines.split import FrameSplit, split_by_time
+from pipelines.transform import TargetTransform
 from pipelines.validate import ValidationPolicy, validate
 from pipelines.window import Windows, make_windows
 
@@ -54,6 +55,8 @@ class Prepared:
         freq: the data frequency, as validated.
         season: steps per season for seasonal naive and MASE.
         mase_scale: (S, T) in-sample seasonal-naive MAE per series, from training rows only.
+        transform: the target transform (log / Box-Cox), fitted on training rows only; it
+            runs before the scaler.
     """
 
     raw_schema: SeriesSchema
@@ -66,6 +69,7 @@ class Prepared:
     freq: str | None
     season: int
     mase_scale: np.ndarray
+    transform: TargetTransform
 
     def y_true(self, part: str) -> np.ndarray:
         """(N, H, T) targets of `part` in original units."""
@@ -74,9 +78,11 @@ class Prepared:
 
     def to_original(self, values: np.ndarray, windows: Windows) -> np.ndarray:
         """Scaled (N, H, T[, Q]) outputs for `windows` back to original units."""
-        return self.scaler.inverse_transform_target(
-            values, windows.series, series_ids=windows.series_ids
-        )
+        return to_original(self.scaler, self.transform, values, windows)
+
+    def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows in the model's units: target transform, then scaler."""
+        return self.scaler.transform(self.transform.transform(frame))
 
     def scale_for(self, windows: Windows) -> np.ndarray:
         """(N, T) MASE scale of each window's series."""
@@ -173,9 +179,11 @@ def prepare_split(
     """Fit the scaler on the training part of `split` and window every part."""
     spec = config.window
     train = split.train
-    scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
-    scaler.fit(train, schema)
     season = config.evaluation.season or (season_from_freq(freq) if freq else 1)
+    transform = TargetTransform(method=config.model.target_transform, season=season)
+    transform.fit(train, schema)  # training rows only, like the scaler
+    scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
+    scaler.fit(transform.transform(train), schema)
     lengths = train.groupby(schema.id_col, sort=False).size() if schema.id_col else None
     shortest = int(lengths.min()) if lengths is not None else len(train)
     if season >= shortest:
@@ -200,8 +208,9 @@ def prepare_split(
             part_frame, target_rows = split.with_history(part, spec.lookback)
         if not target_rows.any():
             continue
+        encoded = scaler.transform(transform.transform(part_frame))
         windows[part] = make_windows(
-            scaler.transform(part_frame), schema, spec, target_rows=target_rows, on_short="skip"
+            encoded, schema, spec, target_rows=target_rows, on_short="skip"
         )
     for part in PARTS:
         if part not in windows or len(windows[part]) == 0:
@@ -222,7 +231,17 @@ def prepare_split(
         freq=freq,
         season=season,
         mase_scale=mase_scale,
+        transform=transform,
     )
+
+
+def to_original(
+    scaler: SeriesScaler, transform: TargetTransform, values: np.ndarray, windows: Windows
+) -> np.ndarray:
+    """Model outputs (N, H, T[, Q]) for `windows` back to original units: the one inverse
+    that evaluation and serving share (scaler, then target transform)."""
+    out = scaler.inverse_transform_target(values, windows.series, series_ids=windows.series_ids)
+    return transform.inverse_target(out, windows.series, series_ids=windows.series_ids)
 
 
 def _mase_scale(

@@ -16,6 +16,9 @@ HEADS = ("direct", "seq2seq")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 FUTURE_MODES = ("flatten", "per_step")
 TARGET_SCALINGS = ("none", "window_rms", "ewma_rms")
+TARGET_CENTRES = ("none", "last", "mean")
+TARGET_TRANSFORMS = ("none", "log", "boxcox")
+RESIDUALS = ("none", "seasonal_naive")
 DEFAULT_HALFLIFE = 10  # steps; `target_scale_halflife` when ewma_rms is chosen without one
 KERNEL_INITIALIZERS = (
     "glorot_uniform",
@@ -99,6 +102,22 @@ class ModelSpec(_Spec):
             weighted RMS, the latest steps weighted most.
         target_scale_halflife: half-life in valid steps of the ``ewma_rms`` weights, an
             integer >= 1 (10 when left unset); must be unset (None) with any other scaling.
+        target_centre: ``none``, ``last`` or ``mean``: subtract each window's last valid
+            target (or its mean over the valid steps) before the network and add it back to
+            the forecast and every quantile (RevIN-style; with a `target_scaling` the scale
+            is then the RMS of the centred window).
+        target_transform: ``none``, ``log`` or ``boxcox``: a monotone transform of positive
+            targets before the scaler, fitted on training rows only (Box-Cox: one lambda
+            per series and target, Guerrero's method), inverted on forecasts and quantiles
+            (`pipelines.transform`).
+        residual: ``none`` or ``seasonal_naive``: the forecast is the last season's values
+            plus the network's correction (`forecast.models.residual`).
+        residual_season: the season of the residual head in steps; None takes the data's
+            season (`evaluation.season` or the frequency's) when the model is trained.
+        head_layers: widths of the Dense (relu) layers of the direct head between the
+            final state (with the flattened future covariates) and the output layer.
+        ensemble: K, models trained with seeds ``training.seed + k``; the forecast and each
+            quantile are the median over the K members.
     """
 
     section: ClassVar[str] = "model"
@@ -122,9 +141,16 @@ class ModelSpec(_Spec):
     precision: str = "float32"
     target_scaling: str = "none"
     target_scale_halflife: int | None = None
+    target_centre: str = "none"
+    target_transform: str = "none"
+    residual: str = "none"
+    residual_season: int | None = None
+    head_layers: tuple[int, ...] = ()
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", _units_tuple(self.units))
+        object.__setattr__(self, "head_layers", _widths_tuple(self.head_layers))
         object.__setattr__(self, "quantiles", _quantile_tuple(self.quantiles))
         for name, choices in (
             ("cell", CELLS),
@@ -136,6 +162,9 @@ class ModelSpec(_Spec):
             ("recurrent_initializer", RECURRENT_INITIALIZERS),
             ("precision", PRECISIONS),
             ("target_scaling", TARGET_SCALINGS),
+            ("target_centre", TARGET_CENTRES),
+            ("target_transform", TARGET_TRANSFORMS),
+            ("residual", RESIDUALS),
         ):
             check_choice(name, getattr(self, name), choices)
         for name in ("unroll", "bidirectional", "layer_norm"):
@@ -145,6 +174,14 @@ class ModelSpec(_Spec):
         for name in ("l1", "l2"):
             check_number(name, getattr(self, name), low=0.0)
         _check_halflife(self)
+        _check_residual(self)
+        if not isinstance(self.ensemble, int) or isinstance(self.ensemble, bool):
+            raise ConfigError(f"`ensemble` must be an integer >= 1. Received: {self.ensemble!r}")
+        if not 1 <= self.ensemble <= MAX_ENSEMBLE:
+            raise ConfigError(
+                f"`ensemble` must be between 1 and {MAX_ENSEMBLE} (models trained one after "
+                f"the other). Received: ensemble={self.ensemble}"
+            )
         if self.unroll and self.mode != "static":
             raise ConfigError(
                 "`unroll=True` needs a fixed time dimension, i.e. mode='static'. "
@@ -175,6 +212,53 @@ def _check_halflife(spec: ModelSpec) -> None:
             "`target_scale_halflife` must be an integer >= 1 (steps). "
             f"Received: target_scale_halflife={value!r}"
         )
+
+
+def _check_residual(spec: ModelSpec) -> None:
+    """The residual head needs the direct head; its season is a positive integer or unset."""
+    season = spec.residual_season
+    if season is not None and (not isinstance(season, int) or isinstance(season, bool)):
+        raise ConfigError(
+            f"`residual_season` must be an integer >= 1 or null. Received: {season!r}"
+        )
+    if season is not None and season < 1:
+        raise ConfigError(f"`residual_season` must be >= 1. Received: residual_season={season}")
+    if spec.residual == "none" and season is not None:
+        raise ConfigError(
+            "`residual_season` applies only with residual='seasonal_naive'; leave it unset "
+            f"otherwise. Received: residual_season={season}, residual='none'"
+        )
+    if spec.residual != "none" and spec.head != "direct":
+        raise ConfigError(
+            "`residual: seasonal_naive` corrects the direct head's forecasts; use "
+            f"head='direct'. Received: residual={spec.residual!r}, head={spec.head!r}"
+        )
+    if spec.head_layers and spec.head != "direct":
+        raise ConfigError(
+            "`head_layers` are Dense layers of the direct head; use head='direct' or leave "
+            f"them empty. Received: head_layers={list(spec.head_layers)}, head={spec.head!r}"
+        )
+
+
+MAX_ENSEMBLE = 20
+
+
+def _widths_tuple(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    widths = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+    try:
+        widths = tuple(widths)
+    except TypeError:
+        widths = None
+    if widths is None or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
+    ):
+        raise ConfigError(
+            "`head_layers` must be a list of positive integers (Dense widths, may be empty). "
+            f"Received: head_layers={value!r}"
+        )
+    return widths
 
 
 def _units_tuple(value: Any) -> tuple[int, ...]:

@@ -130,7 +130,7 @@ def _calibrated_forecasts(
     stop = split.ranges.part(part).stop
     observed = times < split.times[stop] if stop < len(split.times) else np.ones(len(times), bool)
     every = make_windows(
-        prepared.scaler.transform(split.frame),
+        prepared.encode(split.frame),
         prepared.schema,
         spec,
         target_rows=observed,

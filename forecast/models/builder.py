@@ -19,7 +19,15 @@ from forecast.config.model import ModelSpec
 from forecast.models.heads import TEACHER_INPUT, NonCrossingQuantiles, Seq2SeqDecoder
 from forecast.models.masking import check_mask
 from forecast.models.recurrent import STATE_COUNT, make_recurrent_layer, regularizer
-from forecast.models.scaling import DivideTargets, MultiplyTargets, WindowRMS
+from forecast.models.residual import SeasonalNaiveBase
+from forecast.models.scaling import (
+    AddTargets,
+    DivideTargets,
+    MultiplyTargets,
+    SubtractTargets,
+    WindowCentre,
+    WindowRMS,
+)
 from pipelines.errors import ConfigError, DataValidationError
 
 
@@ -43,6 +51,13 @@ def _check_sizes(spec: ModelSpec, sizes: dict[str, Any], batch_size: int | None)
         _check_size("lookback", sizes["lookback"], 1)
     elif sizes["lookback"] is not None:
         _check_size("lookback", sizes["lookback"], 1)
+    season = spec.residual_season or 1
+    if spec.residual != "none" and sizes["lookback"] is not None and season > sizes["lookback"]:
+        raise ConfigError(
+            "The residual head repeats the last season of the history, so `residual_season` "
+            f"must be <= lookback. Received: residual_season={season}, "
+            f"lookback={sizes['lookback']}"
+        )
     if spec.head == "seq2seq" and sizes["n_targets"] > sizes["n_features"]:
         raise ConfigError(
             "The seq2seq head reads the last observed targets from the first `n_targets` "
@@ -112,19 +127,35 @@ def _direct_head(spec: ModelSpec, h: Any, future: Any, sizes: dict[str, Any]) ->
     if future is not None:
         flat = layers.Flatten(name="future_flat")(future)  # (B, H*F_fut)
         h = layers.Concatenate(name="with_future")([h, flat])
+    for i, width in enumerate(spec.head_layers):
+        hidden = layers.Dense(
+            width, activation="relu", dtype=spec.precision, name=f"head_{i}", **dense
+        )
+        h = hidden(h)  # (B, width)
     raw = layers.Dense(horizon * out, dtype="float32", name="direct", **dense)(h)
     return layers.Reshape((horizon, out), name="direct_steps")(raw)  # (B, H, out)
 
 
-def _direct_outputs(spec: ModelSpec, h: Any, future: Any, sizes: dict[str, Any]) -> tuple:
-    """Forecast (B, H, T) and quantiles (B, H, T, Q), or None for a point model."""
+def _direct_outputs(
+    spec: ModelSpec, h: Any, future: Any, sizes: dict[str, Any], base: Any = None
+) -> tuple:
+    """Forecast (B, H, T) and quantiles (B, H, T, Q), or None for a point model.
+
+    `base` (B, H, T), the residual head's seasonal naive, is added to the forecast and to
+    every quantile (a shift keeps them from crossing).
+    """
     horizon, n_targets = sizes["horizon"], sizes["n_targets"]
     raw = _direct_head(spec, h, future, sizes)  # (B, H, T*Q)
     if not spec.quantiles:
-        return layers.Reshape((horizon, n_targets), name="forecast")(raw), None  # (B, H, T)
+        forecast = layers.Reshape((horizon, n_targets), name="forecast")(raw)  # (B, H, T)
+        if base is not None:
+            forecast = layers.Add(name="with_seasonal_naive")([forecast, base])
+        return forecast, None
     raw = layers.Reshape((horizon, n_targets, len(spec.quantiles)), name="scores")(raw)
     quantiles = NonCrossingQuantiles(spec.quantiles, dtype="float32", name="quantiles")
     quantiles = quantiles(raw)  # (B, H, T, Q)
+    if base is not None:
+        quantiles = AddTargets(name="with_seasonal_naive")(quantiles, base, per_step=True)
     return quantiles[..., spec.quantiles.index(0.5)], quantiles
 
 
@@ -153,7 +184,13 @@ def build_network(
         )
     mask, future = inputs.get("mask"), inputs.get("future")
 
-    past, scale = inputs["past"], None
+    past, scale, centre = inputs["past"], None, None
+    if spec.target_centre != "none":
+        centre = WindowCentre(n_targets, spec.target_centre, dtype="float32", name="target_centre")
+        centre = centre(past, past_mask=mask)  # (B, T)
+        past = SubtractTargets(n_targets, dtype="float32", name="centred_past")(
+            past, centre, past_mask=mask
+        )
     if spec.target_scaling != "none":
         # window_rms: plain mean; ewma_rms: exponentially weighted (halflife set by the spec).
         scale = WindowRMS(
@@ -162,7 +199,12 @@ def build_network(
         past = DivideTargets(n_targets, dtype="float32", name="scaled_past")(past, scale)
     h, states = _encoder(spec, past, mask, stateful=stateful)
     if spec.head == "direct":
-        forecast, quantiles = _direct_outputs(spec, h, future, sizes)
+        base = None
+        if spec.residual == "seasonal_naive":
+            season = spec.residual_season or 1  # set from the data's season by the trainer
+            base = SeasonalNaiveBase(season, horizon, n_targets, name="seasonal_naive")
+            base = base(past, past_mask=mask)  # (B, H, T), normalized units
+        forecast, quantiles = _direct_outputs(spec, h, future, sizes, base)
     else:
         decoder = Seq2SeqDecoder(
             spec.cell,
@@ -185,6 +227,7 @@ def build_network(
             past_mask=mask,
             target_history=inputs[TEACHER_INPUT],
             target_scale=scale,
+            target_centre=centre,
         )
         forecast, quantiles = out if spec.quantiles else (out, None)
     if scale is not None:
@@ -192,6 +235,10 @@ def build_network(
         forecast = MultiplyTargets(dtype="float32", name="forecast_units")(forecast, scale)
         if quantiles is not None:
             quantiles = MultiplyTargets(dtype="float32", name="quantile_units")(quantiles, scale)
+    if centre is not None:
+        forecast = AddTargets(dtype="float32", name="forecast_level")(forecast, centre)
+        if quantiles is not None:
+            quantiles = AddTargets(dtype="float32", name="quantile_level")(quantiles, centre)
     outputs = {"forecast": forecast, "quantiles": quantiles} if spec.quantiles else forecast
     return keras.Model(inputs, outputs, name="network")
 

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from forecast.models.recurrent import make_cell, regularizer
-from forecast.models.scaling import divide_targets
+from forecast.models.scaling import divide_targets, last_valid
 
 # Name of the optional input that carries the true targets over the horizon, (B, H, T),
 # for teacher forcing. Only `training=True` calls read it; inference never needs it.
@@ -61,17 +61,8 @@ class NonCrossingQuantiles(keras.layers.Layer):
 
 
 def last_observed(past: Any, n_targets: int, mask: Any = None) -> Any:
-    """Targets at each row's last valid step: past (B, L, F) and mask (B, L) -> (B, T).
-
-    The targets are the first `n_targets` features of `past` (docs/contracts.md).
-    """
-    if mask is None:
-        return past[:, -1, :n_targets]
-    length = ops.shape(mask)[1]
-    # Index of the last True per row, for right, left or mixed padding alike.
-    last = length - 1 - ops.argmax(ops.flip(ops.cast(mask, "int32"), axis=1), axis=1)  # (B,)
-    index = ops.reshape(ops.cast(last, "int32"), (-1, 1, 1))
-    return ops.take_along_axis(past[:, :, :n_targets], index, axis=1)[:, 0, :]
+    """Targets at each row's last valid step: past (B, L, F) and mask (B, L) -> (B, T)."""
+    return last_valid(past, n_targets, mask)
 
 
 @keras.saving.register_keras_serializable(package="forecast")
@@ -84,8 +75,9 @@ class Seq2SeqDecoder(keras.layers.Layer):
     (autoregressive decoding). A saved model therefore decodes autoregressively at
     inference and needs only the contract inputs. Its cell has no dropout, so the
     teacher-forced and the free-running paths share exactly the same computation. With
-    target scaling, `past` arrives already divided by ``target_scale`` (B, T) and the true
-    targets are divided here, so the decoder works in scaled units throughout.
+    target scaling, `past` arrives already divided by ``target_scale`` (B, T) (and centred
+    on ``target_centre``) and the true targets are transformed here the same way, so the
+    decoder works in normalized units throughout.
 
     Args:
         cell: lstm, gru, rnn or peephole_lstm.
@@ -161,9 +153,13 @@ class Seq2SeqDecoder(keras.layers.Layer):
         past_mask: Any = None,
         target_history: Any = None,
         target_scale: Any = None,
+        target_centre: Any = None,
         training: bool | None = None,
     ) -> Any:
         teacher = target_history if training else None
+        if teacher is not None and target_centre is not None:
+            # `past` arrives centred on the window's level (B, T); so must the true targets.
+            teacher = ops.cast(teacher, "float32") - ops.expand_dims(target_centre, 1)
         if teacher is not None and target_scale is not None:
             # `past` arrives divided by the window's scale (B, T); so must the true targets.
             teacher = divide_targets(teacher, target_scale, self.n_targets)  # (B, H, T)

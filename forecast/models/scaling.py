@@ -8,7 +8,13 @@ the way out. ``target_scaling="ewma_rms"`` does the same with an exponentially w
 valid steps back), which follows a change of volatility faster than the plain mean. The model is then scale-equivariant in the targets: a window whose targets are
 twice as large gets forecasts and intervals twice as wide, so a quieter or wilder regime
 than the training data's moves the interval with it (the per-window scaling of DeepAR and
-RevIN, without centring: the window mean of daily returns is mostly noise).
+RevIN).
+
+``target_centre="last"`` or ``"mean"`` also centres (RevIN-style): each window's last valid
+target, or its mean over the valid steps, is subtracted before the network (and before the
+RMS is taken) and added back to the forecast and every quantile, so the model is also
+shift-equivariant: a window moved up by c gets forecasts moved up by c. Returns keep the
+default ``none``: the window mean of daily returns is mostly noise.
 """
 
 from __future__ import annotations
@@ -82,6 +88,97 @@ class WindowRMS(keras.layers.Layer):
             "epsilon": self.epsilon,
             "halflife": self.halflife,
         }
+
+
+def last_valid(past: Any, n_targets: int, mask: Any = None) -> Any:
+    """Targets at each row's last valid step: past (B, L, F) and mask (B, L) -> (B, T).
+
+    The targets are the first `n_targets` features of `past` (docs/contracts.md).
+    """
+    if mask is None:
+        return past[:, -1, :n_targets]
+    length = ops.shape(mask)[1]
+    # Index of the last True per row, for right, left or mixed padding alike.
+    last = length - 1 - ops.argmax(ops.flip(ops.cast(mask, "int32"), axis=1), axis=1)  # (B,)
+    index = ops.reshape(ops.cast(last, "int32"), (-1, 1, 1))
+    return ops.take_along_axis(past[:, :, :n_targets], index, axis=1)[:, 0, :]
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class WindowCentre(keras.layers.Layer):
+    """Centre of each target over a window's valid steps: past (B, L, F) -> (B, T).
+
+    Args:
+        n_targets: T, the targets are the first T features of ``past``.
+        how: ``last`` (the last valid step's value) or ``mean`` (the mean over valid steps).
+    """
+
+    def __init__(self, n_targets: int, how: str = "last", **kwargs: Any):
+        super().__init__(**kwargs)
+        if how not in ("last", "mean"):
+            raise ValueError(f"`how` must be 'last' or 'mean'. Received: how={how!r}")
+        self.n_targets, self.how = int(n_targets), how
+
+    def call(self, past: Any, past_mask: Any = None) -> Any:
+        y = ops.cast(past[..., : self.n_targets], "float32")  # (B, L, T)
+        if self.how == "last":
+            return last_valid(y, self.n_targets, past_mask)  # (B, T)
+        if past_mask is None:
+            return ops.mean(y, axis=1)
+        valid = ops.expand_dims(ops.cast(past_mask, "bool"), -1)  # (B, L, 1)
+        total = ops.sum(ops.where(valid, y, 0.0), axis=1)  # (B, T)
+        return total / ops.maximum(ops.sum(ops.cast(valid, "float32"), axis=1), 1.0)
+
+    def compute_output_shape(self, past_shape: tuple, past_mask_shape: Any = None) -> tuple:
+        return (past_shape[0], self.n_targets)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_targets": self.n_targets, "how": self.how}
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class SubtractTargets(keras.layers.Layer):
+    """First T features of x (B, steps, F) minus centre (B, T); padded steps stay 0.
+
+    Args:
+        n_targets: T.
+    """
+
+    def __init__(self, n_targets: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n_targets = int(n_targets)
+
+    def call(self, x: Any, centre: Any, past_mask: Any = None) -> Any:
+        x = ops.cast(x, "float32")
+        targets = x[..., : self.n_targets] - _per_target(centre, 3)  # (B, steps, T)
+        if past_mask is not None:  # the contract: padded steps hold 0 (and are masked)
+            targets = ops.where(ops.expand_dims(ops.cast(past_mask, "bool"), -1), targets, 0.0)
+        if x.shape[-1] == self.n_targets:
+            return targets
+        return ops.concatenate([targets, x[..., self.n_targets :]], axis=-1)  # (B, steps, F)
+
+    def compute_output_shape(self, x_shape: tuple, *_: Any) -> tuple:
+        return tuple(x_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_targets": self.n_targets}
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class AddTargets(keras.layers.Layer):
+    """Back to the window's level: y (B, H, T) or (B, H, T, Q) plus centre (B, T).
+
+    With ``per_step=True`` the centre is (B, H, T), one value per horizon step.
+    """
+
+    def call(self, y: Any, centre: Any, per_step: bool = False) -> Any:
+        y = ops.cast(y, "float32")
+        if per_step:
+            return y + (ops.expand_dims(centre, -1) if len(y.shape) == 4 else centre)
+        return y + _per_target(centre, len(y.shape))
+
+    def compute_output_shape(self, y_shape: tuple, centre_shape: Any = None) -> tuple:
+        return tuple(y_shape)
 
 
 def _per_target(scale: Any, rank: int) -> Any:

@@ -48,6 +48,13 @@ def to_streaming(model: ForecastModel, *, batch_size: int = 1) -> ForecastModel:
             "the whole history, which a step-by-step stream does not have until its end. "
             f"Received: target_scaling={model.spec.target_scaling!r}"
         )
+    for name in ("target_centre", "residual"):
+        if getattr(model.spec, name) != "none":
+            raise ConfigError(
+                f"Streaming needs {name}='none': it reads the window's last steps (its level "
+                "or its last season), which a chunk-by-chunk stream does not keep. "
+                f"Received: {name}={getattr(model.spec, name)!r}"
+            )
     stream = ForecastModel(
         model.spec,
         **model.sizes,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import forecast.models  # noqa: F401 - registers the custom Keras objects for loading
-from forecast.data import featurize
+from forecast.data import featurize, to_original
 from forecast.evaluation.calibration import correcting_windows, recalibrate
 from forecast.evaluation.scoring import predict_windows
 from forecast.serving.artifacts import ModelLoadError, check_keras_file, read_json
@@ -28,6 +28,7 @@ from pipelines.features import FeatureSpec, future_features
 from pipelines.scale import SeriesScaler
 from pipelines.schema import SINGLE_SERIES_ID, SeriesSchema
 from pipelines.sources import atomic_write
+from pipelines.transform import TargetTransform
 from pipelines.validate import ValidationPolicy
 from pipelines.window import Windows, WindowSpec, inference_windows, make_windows
 
@@ -88,6 +89,15 @@ class PipelineState:
     freq: str | None
     quantiles: tuple[float, ...] = ()
     calibration_windows: int = 0  # K of `forecast.evaluation.calibration`; 0 = off
+    transform: TargetTransform = TargetTransform()  # log / Box-Cox before the scaler
+
+    def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """History rows in the model's units: target transform, then scaler."""
+        return self.scaler.transform(self.transform.transform(frame))
+
+    def to_original(self, values: np.ndarray, windows: Windows) -> np.ndarray:
+        """Model outputs for `windows` back to original units (`forecast.data.to_original`)."""
+        return to_original(self.scaler, self.transform, values, windows)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +111,7 @@ class PipelineState:
             "freq": self.freq,
             "quantiles": list(self.quantiles),
             "calibration_windows": self.calibration_windows,
+            "transform": self.transform.to_dict(),
         }
 
     @classmethod
@@ -119,6 +130,9 @@ class PipelineState:
             freq=d["freq"],
             quantiles=tuple(d.get("quantiles", ())),
             calibration_windows=int(d.get("calibration_windows", 0)),
+            transform=TargetTransform.from_dict(d["transform"])
+            if "transform" in d
+            else TargetTransform(),
         )
 
     @property
@@ -221,18 +235,14 @@ class Forecaster:
         schema = st.schema
         last = self._last_times(hist)
         st.scaler.series_index(last.index)  # unknown series -> clear error
-        scaled = st.scaler.transform(hist)
+        scaled = st.encode(hist)
         times = self._future_times(last)
         future = self._future_frame(last, times, future_raw) if schema.future_covariates else None
         windows = inference_windows(scaled, schema, st.window, future=future)
         point, quantiles = predict_windows(self.model, windows, batch_size=batch_size)
-        point = st.scaler.inverse_transform_target(
-            point, windows.series, series_ids=windows.series_ids
-        )
+        point = st.to_original(point, windows)
         if quantiles is not None:
-            quantiles = st.scaler.inverse_transform_target(
-                quantiles, windows.series, series_ids=windows.series_ids
-            )
+            quantiles = st.to_original(quantiles, windows)
         if not np.isfinite(point).all():
             raise DataValidationError("The model produced non-finite forecasts.")
         if quantiles is not None and st.calibration_windows:
@@ -274,10 +284,8 @@ class Forecaster:
         if missing:  # history long enough, but cut by a gap just before the origin
             raise self._no_earlier_forecasts(missing, k, h)
         _, past_q = predict_windows(self.model, past, batch_size=batch_size)
-        past_q = st.scaler.inverse_transform_target(past_q, past.series, series_ids=past.series_ids)
-        past_y = st.scaler.inverse_transform_target(
-            past.target, past.series, series_ids=past.series_ids
-        )
+        past_q = st.to_original(past_q, past)
+        past_y = st.to_original(past.target, past)
         calibrated, _ = recalibrate(
             quantiles,
             st.quantiles,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import keras
 
-from forecast.config import ForecastConfig
+from forecast.config import ForecastConfig, TrainConfig
+from forecast.config.model import ModelSpec
 from forecast.data import Prepared
 from forecast.models import build_model, compile_model, with_teacher_targets
+from forecast.models.ensemble import EnsembleModel
 from forecast.serving.forecaster import Forecaster, PipelineState
 from forecast.training.distribute import even_batch_size, make_strategy
 from forecast.training.loop import TrainResult, fit, seed_everything
@@ -27,6 +30,8 @@ class Fitted:
     model: keras.Model
     result: TrainResult
     forecaster: Forecaster
+    members: tuple[keras.Model, ...] = ()  # the K seeds' models of an ensemble, else empty
+    member_results: tuple[TrainResult, ...] = field(default=())
 
 
 def check_compatible(config: ForecastConfig, prepared: Prepared) -> None:
@@ -49,13 +54,29 @@ def check_compatible(config: ForecastConfig, prepared: Prepared) -> None:
             f"data was prepared with ({prepared_spec.to_dict()}); prepare the data with this "
             f"config (`window.lookback` {config.window.lookback} vs {prepared_spec.lookback})."
         )
+    season = member_spec(config, prepared).residual_season
+    if season is not None and season > config.window.min_history:
+        which = "min_lookback" if config.window.dynamic else "lookback"
+        raise ConfigError(
+            f"`model.residual: seasonal_naive` repeats the last season ({season} steps) of "
+            f"every history, so `window.{which}` ({config.window.min_history}) must be at "
+            "least one season: raise it or set `model.residual_season`."
+        )
+
+
+def member_spec(config: ForecastConfig, prepared: Prepared) -> ModelSpec:
+    """The spec each model is built from: one member, the residual season from the data."""
+    spec = replace(config.model, ensemble=1)
+    if spec.residual != "none" and spec.residual_season is None:
+        spec = replace(spec, residual_season=prepared.season)
+    return spec
 
 
 def _compiled_model(config: ForecastConfig, prepared: Prepared) -> keras.Model:
     """The configured model, sized from the training windows and compiled."""
     train = prepared.windows["train"]
     model = build_model(
-        config.model,
+        member_spec(config, prepared),
         n_features=train.n_features,
         n_targets=train.n_targets,
         horizon=train.spec.horizon,
@@ -97,6 +118,53 @@ def train_model(
             f"{replicas} replicas of `training.strategy: {tc.strategy}` with Keras "
             f"{keras.__version__}: use static windows, or `training.strategy: none`."
         )
+    members, results = [], []
+    for k in range(config.model.ensemble):
+        # Each member its own seed (weights and shuffle order) and checkpoint folder.
+        member_tc = replace(tc, seed=tc.seed + k)
+        where = None if checkpoint_dir is None else _member_dir(checkpoint_dir, k, config)
+        model, result = _fit_one(config, prepared, member_tc, strategy, callbacks, where)
+        members.append(model)
+        results.append(result)
+    if len(members) == 1:
+        model, ensemble = members[0], ()
+    else:
+        model, ensemble = EnsembleModel(members, name="ensemble"), tuple(members)
+    state = PipelineState(
+        raw_schema=prepared.raw_schema,
+        policy=prepared.policy,
+        features=config.data.features,
+        schema=prepared.schema,
+        scaler=prepared.scaler,
+        window=config.window,
+        freq=prepared.freq,
+        quantiles=tuple(config.model.quantiles),
+        calibration_windows=config.calibration.windows,
+        transform=prepared.transform,
+    )
+    return Fitted(
+        model=model,
+        result=results[0],
+        forecaster=Forecaster(model, state),
+        members=ensemble,
+        member_results=tuple(results) if ensemble else (),
+    )
+
+
+def _member_dir(checkpoint_dir: str, k: int, config: ForecastConfig) -> str:
+    return checkpoint_dir if config.model.ensemble == 1 else f"{checkpoint_dir}/member{k}"
+
+
+def _fit_one(
+    config: ForecastConfig,
+    prepared: Prepared,
+    tc: TrainConfig,
+    strategy: Any,
+    callbacks: Any,
+    checkpoint_dir: str | None,
+) -> tuple[keras.Model, TrainResult]:
+    """Seed, build and fit one model with the seed of `tc`."""
+    replicas = strategy.num_replicas_in_sync
     seed_everything(tc.seed, deterministic=tc.deterministic)
     train, val = prepared.windows["train"], prepared.windows["validation"]
     with strategy.scope():  # variables (weights, optimizer slots) mirror across replicas
@@ -131,15 +199,4 @@ def train_model(
         plain = _compiled_model(config, prepared)
         plain.set_weights(model.get_weights())
         model = plain
-    state = PipelineState(
-        raw_schema=prepared.raw_schema,
-        policy=prepared.policy,
-        features=config.data.features,
-        schema=prepared.schema,
-        scaler=prepared.scaler,
-        window=config.window,
-        freq=prepared.freq,
-        quantiles=tuple(config.model.quantiles),
-        calibration_windows=config.calibration.windows,
-    )
-    return Fitted(model=model, result=result, forecaster=Forecaster(model, state))
+    return model, result

@@ -161,3 +161,49 @@ def test_bad_training_spec_names_field_and_received(fields, message):
 def test_specs_are_frozen():
     with pytest.raises(AttributeError):
         ModelSpec().cell = "gru"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ issue 14 §2 options
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"target_centre": "median"}, "`target_centre` must be one of ['none', 'last', 'mean']"),
+        (
+            {"target_transform": "sqrt"},
+            "`target_transform` must be one of ['none', 'log', 'boxcox']",
+        ),
+        ({"residual": "ets"}, "`residual` must be one of ['none', 'seasonal_naive']"),
+        ({"residual_season": 12}, "`residual_season` applies only with residual='seasonal_naive'"),
+        (
+            {"residual": "seasonal_naive", "residual_season": 0},
+            "`residual_season` must be >= 1. Received: residual_season=0",
+        ),
+        (
+            {"residual": "seasonal_naive", "head": "seq2seq"},
+            "`residual: seasonal_naive` corrects the direct head's forecasts",
+        ),
+        ({"head_layers": [64, 0]}, "`head_layers` must be a list of positive integers"),
+        ({"head_layers": [8], "head": "seq2seq"}, "`head_layers` are Dense layers of the direct"),
+        ({"ensemble": 0}, "`ensemble` must be between 1 and 20"),
+        ({"ensemble": "3"}, "`ensemble` must be an integer >= 1. Received: '3'"),
+    ],
+)
+def test_option_fields_are_checked_at_load(fields, message):
+    with pytest.raises(ConfigError) as err:
+        ModelSpec.from_dict(fields)
+    assert message in str(err.value)
+
+
+def test_option_fields_round_trip_through_a_dict():
+    spec = ModelSpec(
+        target_centre="last",
+        target_transform="boxcox",
+        residual="seasonal_naive",
+        residual_season=12,
+        head_layers=[256],
+        ensemble=3,
+    )
+    assert spec.head_layers == (256,)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
