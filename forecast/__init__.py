@@ -43,6 +43,8 @@ _EXPORTS = {
     "verdict": "forecast.jobs.train",
     "run_backtest": "forecast.jobs.backtest",
     "BacktestResult": "forecast.jobs.backtest",
+    "tune_job": "forecast.jobs.tune",
+    "TuneResult": "forecast.jobs.tune",
     "Forecaster": "forecast.serving.forecaster",
     "PipelineState": "forecast.serving.forecaster",
     "model_forecasts": "forecast.evaluation.scoring",

@@ -113,6 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--master", default=None, help="Spark master URL with --engine spark (default local[2])"
     )
 
+    p = add(
+        "tune",
+        "Choose the model by rolling-origin backtests on the rows before the test part "
+        "(Optuna, each trial a nested MLflow run); write the chosen config as YAML.",
+        "forecast tune my_data.yaml --trials 30 --timeout 3600 --output chosen.yaml\n"
+        "forecast train chosen.yaml",
+    )
+    p.add_argument("config", help="YAML config file (a model section is optional)")
+    p.add_argument("--output", required=True, help="the chosen config: a .yaml file")
+    p.add_argument("--trials", type=int, default=20, help="most trials to run (default 20)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S s")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    p.add_argument("--folds", type=int, help="backtest origins per trial (backtest.folds)")
+    p.add_argument("--set", dest="overrides", **overrides)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
     add("datasets", "List the bundled real datasets.", "forecast datasets")
 
     p = add(
@@ -197,6 +213,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _backtest(args)
     if args.command == "predict":
         return _predict(args)
+    if args.command == "tune":
+        return _tune(args)
     if args.command == "demo":
         _load_tensorflow()
         from forecast.jobs.demo import run_demo
@@ -267,6 +285,39 @@ def _open_store(config: Any) -> None:
     from forecast.tracking.store import open_store, resolve_tracking_uri
 
     open_store(resolve_tracking_uri(config.tracking.tracking_uri))
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from forecast.config import load_config
+    from forecast.jobs.tune_args import check_arguments
+
+    check_arguments(args.trials, args.timeout, args.output, args.overwrite)
+    if args.folds is not None and args.folds < 1:
+        raise UsageError(f"--folds must be >= 1. Received: {args.folds}")
+    config = load_config(args.config, tuple(args.overrides))
+    if args.folds is not None:
+        config = replace(config, backtest=replace(config.backtest, folds=args.folds))
+    _open_store(config)
+    _load_tensorflow()
+    from forecast.jobs.tune import trial_params_yaml, tune_job
+
+    result = tune_job(
+        config,
+        output=args.output,
+        trials=args.trials,
+        timeout=args.timeout,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"Tuned over {len(result.trials)} trials, run {result.run_id}: best mean MASE "
+        f"{result.best_value:.4f} on backtest folds before the test part."
+    )
+    print(trial_params_yaml(result), end="")
+    print(f"chosen config: {result.output} (train it with: forecast train {result.output})")
+    return EXIT_OK
 
 
 def _predict(args: argparse.Namespace) -> int:

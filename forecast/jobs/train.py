@@ -23,6 +23,7 @@ from forecast.evaluation.scoring import (
     wide,
 )
 from forecast.tracking.recovery import RESUMED_TAG, checkpoint_dir, resumable_run
+from forecast.evaluation.seeds import seed_scores, spread_line, spread_metrics
 from forecast.tracking.registry import PromotionResult, register_and_promote
 from forecast.tracking.runs import (
     MlflowEpochLogger,
@@ -56,6 +57,7 @@ class TrainOutcome:
     scores: pd.DataFrame  # tidy: part, model, metric, value
     model_uri: str | None
     promotion: PromotionResult | None
+    seeds: pd.DataFrame | None = None  # an ensemble's per-seed MASE (seed, part, mase)
 
     def table(self, part: str = "test") -> pd.DataFrame:
         """Model x metric on one part."""
@@ -74,6 +76,10 @@ class TrainOutcome:
             f"Test scores (original units), run {self.run_id}:",
             table[cols].to_string(float_format=lambda v: f"{v:.4f}"),
             self.verdict("test"),
+        ]
+        if self.seeds is not None and "mase" in table:
+            lines.append(spread_line(self.seeds, float(table.loc["model", "mase"])))
+        lines += [
             f"model: {self.model_uri}",
         ]
         if self.promotion is not None:
@@ -239,6 +245,16 @@ def train_job(
         )
         scores, test_forecasts = _scores(fitted, prepared, config)
         flat = _log_scores(scores)
+        seeds = None
+        if fitted.members:
+            seeds = seed_scores(
+                fitted.members,
+                prepared,
+                seed=config.training.seed,
+                calibration=config.calibration.windows,
+            )
+            log_metrics(spread_metrics(seeds))
+            log_table_csv(seeds, "seed_scores.csv")
         try:
             _log_artifacts(fitted, prepared, scores, test_forecasts)
         except OSError as exc:
@@ -255,6 +271,7 @@ def train_job(
             scores=scores,
             model_uri=model_uri,
             promotion=promotion,
+            seeds=seeds,
         )
 
 

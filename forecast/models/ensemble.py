@@ -5,7 +5,9 @@ The members are `ForecastModel`s of one spec trained with different seeds
 answers the same inputs and outputs (docs/contracts.md), so evaluation and serving run it
 like any single model. The median of each quantile level over the members keeps the levels
 in order (an order statistic of ordered values is ordered), and the forecast stays the
-median quantile.
+median quantile. The median is taken in the model's units, before the scaler and the target
+transform are undone: for an odd K it is also the median in the data's units (those inverses
+are increasing), for an even K the mean of the middle two is taken before them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,315 @@
+"""`forecast tune`: choose a model by rolling-origin backtests on the rows before the test part.
+
+Optuna's TPE sampler (seeded, so a rerun proposes the same trials) searches `SPACE` for the
+config with the lowest mean MASE over the backtest folds of `config.backtest`; each trial is
+a nested MLflow run of the tune run, with its parameters, per-fold and mean scores. The
+data are cut at the last timestamp before the test part of the config's own chronological
+split (``split.test``) and every fold is checked to end before it, so the test rows are never
+trained on, early-stopped on or scored. The chosen config is the given one with the winning
+model, optimizer and lookback, on the whole data: ``forecast train chosen.yaml``.
+
+The search space (`SPACE`), for a data season S (``evaluation.season`` or the frequency's;
+the horizon H when the data have none):
+
+- ``window.lookback``: S, 2S, 3S or 4S (only those the training rows can fill);
+- ``model.cell``: lstm or gru; ``model.units``: 16, 32 or 64;
+- ``model.head_layers``: none, [64] or [256] (Dense relu layers after the final state and
+  the flattened future covariates);
+- ``model.target_centre``: none, last or mean; ``model.target_scaling``: none or window_rms;
+- ``model.target_transform``: none, log or boxcox (offered only when every training target
+  is positive);
+- ``model.residual``: none or seasonal_naive (season S);
+- ``optimizer.learning_rate``: log-uniform in [3e-4, 1e-2]; ``optimizer.loss``: mae or mse.
+  Gradients are clipped to norm 1 (``optimizer.clipnorm``) unless the config sets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import yaml
+
+from forecast.config import ForecastConfig
+from forecast.data import Source, featurize, load_source, prepare_split
+from forecast.evaluation.baselines import season_from_freq
+from forecast.evaluation.scoring import score_part
+from forecast.jobs.backtest import fold_splits
+from forecast.jobs.tune_args import check_arguments
+from forecast.tracking.runs import log_metrics, log_table_csv, resolve_tracking_uri, tracked_run
+from forecast.training.distribute import make_strategy
+from forecast.training.fitting import train_model
+from pipelines.errors import ConfigError
+from pipelines.sources import atomic_write
+from pipelines.split import split_by_time
+
+log = logging.getLogger(__name__)
+
+LOOKBACK_SEASONS = (1, 2, 3, 4)
+SPACE: dict[str, tuple[Any, ...]] = {
+    "cell": ("lstm", "gru"),
+    "units": (16, 32, 64),
+    "head_layers": ("none", "64", "256"),
+    "target_centre": ("none", "last", "mean"),
+    "target_scaling": ("none", "window_rms"),
+    "target_transform": ("none", "log", "boxcox"),
+    "residual": ("none", "seasonal_naive"),
+    "loss": ("mae", "mse"),
+}
+LEARNING_RATE = (3e-4, 1e-2)
+OBJECTIVE = "mase"  # mean over folds of the model's test-fold MASE (pre-test rows only)
+
+
+@dataclass(frozen=True)
+class PreTest:
+    """The config cut to the rows before its test part, and where that part starts."""
+
+    config: ForecastConfig
+    source: Source
+    first_test: pd.Timestamp
+    season: int
+    positive: bool  # every target of the kept rows > 0 (log / Box-Cox may be tried)
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a tune job chose, and every trial it ran."""
+
+    run_id: str
+    config: ForecastConfig  # the chosen config, on the whole data
+    best_value: float
+    trials: pd.DataFrame  # one row per trial: number, value, state, params, seconds
+    output: Path
+
+
+def pre_test(config: ForecastConfig) -> PreTest:
+    """Cut `config` at the last timestamp before its test part; check no fold reaches it."""
+    source = load_source(config.data)
+    frame, schema, freq = featurize(
+        source.frame, source.schema, source.policy, config.data.features
+    )
+    split = split_by_time(
+        frame,
+        schema,
+        validation=config.split.validation,
+        test=config.split.test,
+        horizon=config.window.horizon,
+    )
+    first_test = pd.Timestamp(split.times[split.ranges.test.start])
+    last_kept = pd.Timestamp(split.times[split.ranges.test.start - 1])
+    cut = replace(config, data=replace(config.data, end=last_kept.isoformat()))
+    cut_source = load_source(cut.data)
+    season = config.evaluation.season or (season_from_freq(freq) if freq else 1)
+    kept = frame[frame[schema.time_col] < first_test]
+    positive = bool((kept[list(schema.targets)].to_numpy() > 0).all())
+    return PreTest(cut, cut_source, first_test, season, positive)
+
+
+def _suggest(
+    trial: optuna.Trial,
+    base: ForecastConfig,
+    cut: PreTest,
+    lookbacks: list[int],
+    space: dict[str, tuple[Any, ...]],
+) -> ForecastConfig:
+    """The trial's config: `base` with the sampled model, optimizer and lookback."""
+    unit = cut.season if cut.season > 1 else base.window.horizon
+    k = trial.suggest_categorical(
+        "lookback_seasons", [n for n in LOOKBACK_SEASONS if n * unit in lookbacks]
+    )
+    p = {name: trial.suggest_categorical(name, list(choices)) for name, choices in space.items()}
+    lr = trial.suggest_float("learning_rate", *LEARNING_RATE, log=True)
+    model = replace(
+        base.model,
+        cell=p["cell"],
+        units=(p["units"],),
+        head_layers=() if p["head_layers"] == "none" else (int(p["head_layers"]),),
+        target_centre=p["target_centre"],
+        target_scaling=p["target_scaling"],
+        target_scale_halflife=None,
+        target_transform=p["target_transform"],
+        residual=p["residual"],
+        residual_season=cut.season if p["residual"] != "none" else None,
+        head="direct",
+        mode="static",
+        bidirectional=False,
+    )
+    optimizer = replace(
+        base.optimizer,
+        learning_rate=lr,
+        loss=p["loss"],
+        clipnorm=base.optimizer.clipnorm or (None if base.optimizer.clipvalue else 1.0),
+    )
+    window = replace(base.window, lookback=k * unit, min_lookback=None)
+    return replace(base, model=model, optimizer=optimizer, window=window)
+
+
+def search_space(cut: PreTest, narrow: dict[str, Any] | None = None) -> dict[str, tuple]:
+    """`SPACE`, with the choices of `narrow` (a subset of each) in place of their keys'."""
+    space = dict(SPACE)
+    for name, choices in (narrow or {}).items():
+        allowed = SPACE.get(name)
+        choices = tuple(choices) if isinstance(choices, list | tuple) else (choices,)
+        if allowed is None or not choices or not set(choices) <= set(allowed):
+            raise ConfigError(
+                f"`space` narrows the keys {sorted(SPACE)} to some of their choices. "
+                f"Received: {name}={list(choices)!r}"
+                + (f"; allowed: {list(allowed)}" if allowed is not None else "")
+            )
+        space[name] = choices
+    if not cut.positive:
+        space["target_transform"] = ("none",)
+    return space
+
+
+def _lookbacks(cut: PreTest, frame: pd.DataFrame, schema: Any) -> list[int]:
+    """Lookbacks of `LOOKBACK_SEASONS` that leave every fold a training window."""
+    unit = cut.season if cut.season > 1 else cut.config.window.horizon
+    out = []
+    for n in LOOKBACK_SEASONS:
+        config = replace(cut.config, window=replace(cut.config.window, lookback=n * unit))
+        try:
+            splits = fold_splits(frame, schema, config)
+        except ConfigError:
+            continue
+        h = config.window.horizon
+        if all(len(s.ranges.train) >= n * unit + h + 1 for s in splits):
+            out.append(n * unit)
+    if not out:
+        raise ConfigError(
+            f"No lookback of {list(LOOKBACK_SEASONS)} seasons ({unit} steps) leaves the backtest "
+            "folds a training window: use more data, fewer `backtest.folds` or a shorter "
+            "`backtest.test_steps`."
+        )
+    return out
+
+
+def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> list[float]:
+    """MASE of the model on each fold's test span; every fold ends before the test part."""
+    scores = []
+    for k, split in enumerate(fold_splits(frame, schema, config)):
+        seen = pd.Timestamp(split.frame[schema.time_col].max())
+        if seen >= cut.first_test:  # the cut makes this impossible; keep it impossible
+            raise RuntimeError(f"Fold {k} holds a row at {seen}, inside the test part.")
+        prepared = prepare_split(config, cut.source, frame, schema, freq, split)
+        fitted = train_model(config, prepared)
+        table, _ = score_part(fitted.model, prepared, "test", baselines=())
+        value = table[(table["model"] == "model") & (table["metric"] == OBJECTIVE)]["value"]
+        scores.append(float(value.iloc[0]))
+    return scores
+
+
+def tune_job(
+    config: ForecastConfig,
+    *,
+    output: str | Path,
+    trials: int = 20,
+    timeout: float | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    space: dict[str, Any] | None = None,
+) -> TuneResult:
+    """Search `SPACE` with Optuna on pre-test backtests; write the chosen config to `output`.
+
+    Args:
+        config: the job config (its model and optimizer sections are the starting point;
+            a config without them works).
+        output: the YAML file the chosen config is written to (atomically).
+        trials: the most trials to run.
+        timeout: stop starting trials after this many seconds (None: no limit).
+        seed: seeds the TPE sampler; ``training.seed`` seeds each trial's training.
+        overwrite: replace an existing `output`.
+        space: narrower choices for some keys of `SPACE`, e.g. ``{"cell": ["gru"]}``.
+    """
+    out = check_arguments(trials, timeout, str(output), overwrite)
+    search_space(PreTest(config, None, pd.Timestamp(0), 1, True), space)  # bad keys fail now
+    make_strategy(config.training.strategy)
+    mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
+    cut = pre_test(config)
+    frame, schema, freq = featurize(
+        cut.source.frame, cut.source.schema, cut.source.policy, config.data.features
+    )
+    lookbacks = _lookbacks(cut, frame, schema)
+    chosen_space = search_space(cut, space)
+    rows: list[dict[str, Any]] = []
+    with tracked_run(
+        experiment=config.experiment,
+        run_name=f"{config.name}-tune",
+        config=config.to_dict(),
+        tags={"forecast.job": "tune", "forecast.tune.first_test": str(cut.first_test)},
+    ) as parent:
+
+        def objective(trial: optuna.Trial) -> float:
+            candidate = _suggest(trial, cut.config, cut, lookbacks, chosen_space)
+            t0 = time.perf_counter()
+            with tracked_run(
+                experiment=config.experiment,
+                run_name=f"{config.name}-trial{trial.number}",
+                config=candidate.to_dict(),
+                tags={"forecast.tune.trial": trial.number},
+                nested=True,
+            ):
+                try:
+                    folds = _backtest(candidate, cut, frame, schema, freq)
+                except (FloatingPointError, ValueError) as err:  # diverged or non-finite
+                    if isinstance(err, ConfigError):
+                        raise
+                    mlflow.set_tag("forecast.tune.failed", str(err)[:500])
+                    log.warning("trial %d failed: %s", trial.number, err)
+                    rows.append({"number": trial.number, "value": math.inf, **trial.params})
+                    return math.inf
+                value = float(np.mean(folds))
+                log_metrics({f"fold{k}_{OBJECTIVE}": v for k, v in enumerate(folds)})
+                log_metrics({OBJECTIVE: value, "seconds": time.perf_counter() - t0})
+            rows.append({"number": trial.number, "value": value, **trial.params})
+            log.info("trial %d: %s %.4f %s", trial.number, OBJECTIVE, value, trial.params)
+            return value
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed)
+        )
+        study.optimize(objective, n_trials=trials, timeout=timeout)
+        finite = [t for t in study.trials if t.value is not None and math.isfinite(t.value)]
+        if not finite:
+            raise RuntimeError("Every trial failed (diverged); lower the learning rate range.")
+        best = min(finite, key=lambda t: t.value)
+        chosen = _chosen(config, best, cut, lookbacks, chosen_space)
+        table = pd.DataFrame(rows)
+        log_table_csv(table, "trials.csv")
+        log_metrics({f"best_{OBJECTIVE}": float(best.value), "trials": len(study.trials)})
+        mlflow.log_text(chosen.to_yaml(), "chosen.yaml")
+        text = _header(config, best, parent.info.run_id, cut) + chosen.to_yaml()
+        atomic_write(out, lambda tmp: tmp.write_text(text))
+        return TuneResult(parent.info.run_id, chosen, float(best.value), table, out)
+
+
+def _chosen(
+    config: ForecastConfig, best: Any, cut: PreTest, lookbacks: list[int], space: dict
+) -> ForecastConfig:
+    """The winning trial's settings on the whole data (the cut is for tuning only)."""
+    fixed = optuna.trial.FixedTrial(best.params)
+    return replace(_suggest(fixed, config, cut, lookbacks, space), data=config.data)
+
+
+def _header(config: ForecastConfig, best: Any, run_id: str, cut: PreTest) -> str:
+    lines = [
+        f"# Chosen by `forecast tune` (run {run_id}): trial {best.number}, mean {OBJECTIVE} "
+        f"{best.value:.4f} over the backtest folds before {cut.first_test}.",
+        "# Train it with: forecast train <this file>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def trial_params_yaml(result: TuneResult) -> str:
+    """The chosen model and optimizer sections, for the CLI's report."""
+    d = result.config.to_dict()
+    return yaml.safe_dump({k: d[k] for k in ("window", "model", "optimizer")}, sort_keys=False)

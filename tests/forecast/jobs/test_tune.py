@@ -1,0 +1,119 @@
+"""`forecast tune`: seeded Optuna search on pre-test backtests, nested MLflow runs, chosen YAML."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from forecast.cli import main
+from forecast.config import ForecastConfig, load_config
+from forecast.jobs.tune import SPACE, pre_test, tune_job
+from pipelines import datasets
+
+
+def _csv(path, scale_test_by: float = 1.0):
+    """220 business days of the DAX as a user's CSV; optionally distort the test part."""
+    frame = datasets.load("eustockmarkets").frame
+    dax = frame[frame["series"] == "DAX"].tail(220)[["timestamp", "value"]].reset_index(drop=True)
+    test_rows = dax.index >= len(dax) - 44  # split.test: 0.2 of 220 steps
+    dax.loc[test_rows, "value"] *= scale_test_by
+    dax.to_csv(path, index=False)
+    return path
+
+
+def _config(csv, name="tuned") -> dict:
+    # No model section: tune chooses it.
+    return {
+        "name": name,
+        "data": {"path": str(csv), "schema": {"time_col": "timestamp", "targets": ["value"]}},
+        "window": {"lookback": 10, "horizon": 3},
+        "split": {"validation": 0.2, "test": 0.2},
+        "training": {"epochs": 1, "verbose": 0},
+        "evaluation": {"season": 5, "baselines": ["naive"]},
+        "backtest": {"folds": 1, "test_steps": 6, "validation_steps": 6},
+    }
+
+
+@pytest.mark.slow
+def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path):
+    runs = []
+    for k, factor in enumerate((1.0, 1000.0)):  # the second run's test part is distorted
+        config = ForecastConfig.from_dict(_config(_csv(tmp_path / f"d{k}.csv", factor)))
+        cut = pre_test(config)
+        assert pd.to_datetime(cut.source.frame["timestamp"]).max() < cut.first_test
+        # A narrow space keeps the test short: the cheapest cell and width.
+        narrow = {"cell": ["lstm"], "units": [16], "head_layers": ["none"]}
+        out = tmp_path / f"chosen{k}.yaml"
+        runs.append(tune_job(config, output=out, trials=2, seed=7, space=narrow))
+    a, b = runs
+    # Same seed, same proposals and scores, whatever the test rows hold: they are never read.
+    assert a.trials.drop(columns="value").equals(b.trials.drop(columns="value"))
+    np.testing.assert_allclose(a.trials["value"], b.trials["value"], rtol=1e-6)
+    assert len(a.trials) == 2 and np.isfinite(a.trials["value"]).all()
+    assert a.best_value == a.trials["value"].min()
+    assert set(SPACE) <= set(a.trials.columns)
+    # Each trial is a nested run of the tune run, with its mean and per-fold MASE.
+    children = mlflow.search_runs(
+        experiment_names=["tuned"], filter_string=f"tags.mlflow.parentRunId = '{a.run_id}'"
+    )
+    assert len(children) == 2
+    np.testing.assert_allclose(
+        sorted(children["metrics.mase"]), sorted(a.trials["value"]), rtol=1e-9
+    )
+    assert children["metrics.fold0_mase"].notna().all()
+    # The chosen YAML loads as a config on the whole data with the winning settings.
+    chosen = load_config(a.output)
+    best = a.trials.loc[a.trials["value"].idxmin()]
+    assert chosen.window.lookback == 5 * int(best["lookback_seasons"])
+    assert chosen.model.cell == best["cell"] and chosen.optimizer.loss == best["loss"]
+    assert chosen.data.end is None and chosen.data.path == str(tmp_path / "d0.csv")
+    assert a.output.read_text().startswith("# Chosen by `forecast tune`")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "0"], "--trials must be an integer >= 1. Received: 0"),
+        (["--timeout", "-5"], "--timeout must be a number of seconds > 0. Received: -5.0"),
+        (["--folds", "0"], "--folds must be >= 1. Received: 0"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys, args, message):
+    csv = _csv(tmp_path / "d.csv")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_config(csv)))
+    out = tmp_path / "chosen.yaml"
+    code = main(["tune", str(tmp_path / "c.yaml"), "--output", str(out), *args])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"forecast: error: {message}"
+    assert not out.exists()
+
+
+def test_output_must_be_a_new_yaml_file(tmp_path, capsys):
+    csv = _csv(tmp_path / "d.csv")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_config(csv)))
+    assert main(["tune", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "x.csv")]) == 2
+    assert "--output must be a .yaml or .yml file" in capsys.readouterr().err
+    (tmp_path / "old.yaml").write_text("keep")
+    assert main(["tune", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "old.yaml")]) == 2
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert (tmp_path / "old.yaml").read_text() == "keep"
+
+
+def test_a_space_outside_the_documented_one_is_refused(tmp_path):
+    config = ForecastConfig.from_dict(_config(_csv(tmp_path / "d.csv")))
+    with pytest.raises(ValueError, match=r"Received: cell=\['transformer'\]; allowed: \['lstm'"):
+        tune_job(config, output=tmp_path / "c.yaml", space={"cell": ["transformer"]})
+    with pytest.raises(ValueError, match=r"Received: epochs=\[3\]"):
+        tune_job(config, output=tmp_path / "c.yaml", space={"epochs": [3]})
+
+
+def test_pre_test_cut_ends_just_before_the_test_part(tmp_path):
+    config = ForecastConfig.from_dict(_config(_csv(tmp_path / "d.csv")))
+    cut = pre_test(config)
+    times = pd.read_csv(tmp_path / "d.csv", parse_dates=["timestamp"])["timestamp"]
+    assert cut.first_test == times.iloc[len(times) - 44]
+    assert pd.to_datetime(cut.source.frame["timestamp"]).max() == times.iloc[len(times) - 45]
+    assert cut.season == 5 and cut.positive
