@@ -22,8 +22,8 @@ from forecast.evaluation.scoring import (
     score_part,
     wide,
 )
-from forecast.tracking.recovery import RESUMED_TAG, checkpoint_dir, resumable_run
 from forecast.evaluation.seeds import seed_scores, spread_line, spread_metrics
+from forecast.tracking.recovery import RESUMED_TAG, checkpoint_dir, resumable_run
 from forecast.tracking.registry import PromotionResult, register_and_promote
 from forecast.tracking.runs import (
     MlflowEpochLogger,
