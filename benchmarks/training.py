@@ -163,8 +163,7 @@ class _TorchRunner:
         bi = bool(case.get("bidirectional"))
         self.rnn = cls(FEATURES, UNITS, batch_first=True, bidirectional=bi)
         self.head = torch.nn.Linear(UNITS * (2 if bi else 1), 1)
-        params = list(self.rnn.parameters()) + list(self.head.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=1e-3)
+        self.optimizer = None  # made by the first epoch: inference needs none
         self.x, self.y = torch.from_numpy(self.data["x"]), torch.from_numpy(self.data["y"])
         self.lengths = torch.from_numpy(self.data.get("lengths", np.zeros(len(self.y), int)))
 
@@ -178,6 +177,9 @@ class _TorchRunner:
         return self.head(self.torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1])
 
     def epoch(self) -> int:
+        if self.optimizer is None:
+            params = list(self.rnn.parameters()) + list(self.head.parameters())
+            self.optimizer = self.torch.optim.Adam(params, lr=1e-3)
         for start in range(0, len(self.y), BATCH):
             rows = slice(start, start + BATCH)
             self.optimizer.zero_grad()
