@@ -86,6 +86,10 @@ def mstl_seasons(season: int, freq: str | None) -> tuple[int, ...]:
     return (season,)
 
 
+# Measured (PITFALLS.md): AutoARIMA's seasonal search with m >= 48 runs for minutes.
+_ARIMA_MAX_SEASON = 48
+
+
 def make_model(name: str, *, season: int, seasons: Sequence[int], n_train: int) -> Any:
     """The statsforecast model `name` for a series with `n_train` training rows.
 
@@ -101,6 +105,12 @@ def make_model(name: str, *, season: int, seasons: Sequence[int], n_train: int) 
     if name == "auto_theta":
         return models.AutoTheta(season_length=season)
     if name == "auto_arima":
+        if season >= _ARIMA_MAX_SEASON:
+            raise NotApplicable(
+                f"AutoARIMA's seasonal search does not finish with a season of {season} steps "
+                f"(>= {_ARIMA_MAX_SEASON}: 90 s for 490 half-hourly rows even approximated, "
+                "minutes on more); MSTL is the seasonal model for such data"
+            )
         # R's forecast::auto.arima default: approximate the likelihood during the search on
         # long or long-season series (35 s -> 2.4 s on 216 monthly sunspots, same search).
         approximate = n_train > 150 or season > 12
