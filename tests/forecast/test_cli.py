@@ -161,6 +161,7 @@ def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config, monk
     )
     assert res.returncode == 0, res.stderr
     assert "naive" in res.stdout and "mase" in res.stdout
+    assert "Against the classical baselines on the" in res.stdout and "AutoETS" in res.stdout
     assert "Epoch" not in res.stdout + res.stderr  # no progress bar when not on a terminal
     assert "became champion" in res.stdout or "champion" in res.stdout
     assert (tmp_path / "mlruns").exists()  # artifacts stay in the job's working directory

@@ -177,10 +177,13 @@ def test_verdict_says_plainly_when_the_model_loses():
 @pytest.mark.slow
 def test_backtest_refits_per_fold_with_nested_runs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # The classical comparison of a backtest is tested in test_backtest.py.
+    evaluation = {**SMALL["evaluation"], "classical": []}
     config = ForecastConfig.from_dict(
-        {**SMALL, "name": "jobs_bt", "tracking": {"tracking_uri": uri}}
+        {**SMALL, "name": "jobs_bt", "evaluation": evaluation, "tracking": {"tracking_uri": uri}}
     )
     result = run_backtest(config)
+    assert result.classical is None
     assert sorted(result.folds["fold"].unique()) == [0, 1]
     runs = mlflow.search_runs(experiment_names=["jobs_bt"])
     children = runs[runs["tags.mlflow.parentRunId"] == result.run_id]
