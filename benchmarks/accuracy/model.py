@@ -74,10 +74,11 @@ def series_config(series: Series, csv: Path, fit_end: pd.Timestamp) -> dict[str,
     return config
 
 
-def tuned(config: dict[str, Any], *, trials: int, timeout: float | None) -> dict[str, Any]:
-    """The config `forecast tune` chooses (issue 14 §3), on the rows `config` reads."""
+def tuned(config: dict[str, Any], *, trials: int, timeout: float | None, folder: Path) -> dict:
+    """The config `forecast tune` chooses (issue 14 §3), searched on the rows `config`
+    reads (the suite's data section ends before the test period) and nothing later."""
     try:
-        from forecast.jobs import tune as tuning
+        from forecast.jobs.tune import tune_job
     except ImportError:
         raise SystemExit(
             "--tune needs forecast.jobs.tune (`forecast tune`, issue 14 §3); this checkout "
@@ -85,10 +86,16 @@ def tuned(config: dict[str, Any], *, trials: int, timeout: float | None) -> dict
         ) from None
     from forecast.config import ForecastConfig
 
-    run = getattr(tuning, "tune_job", None) or tuning.tune
-    result = run(ForecastConfig.from_dict(config), trials=trials, timeout=timeout)
-    chosen = getattr(result, "config", None) or getattr(result, "best_config", None) or result
-    return chosen.to_dict() if hasattr(chosen, "to_dict") else dict(chosen)
+    result = tune_job(
+        ForecastConfig.from_dict(config),
+        output=folder / "tuned.yaml",
+        trials=trials,
+        timeout=timeout,
+        overwrite=True,
+    )
+    chosen = result.config.to_dict()
+    chosen["data"] = config["data"]  # the suite's rows, whatever the tuner wrote
+    return chosen
 
 
 def run_series(
@@ -116,7 +123,7 @@ def run_series(
         tune_s = 0.0
         if tune:
             start = time.perf_counter()
-            config = tuned(config, trials=trials, timeout=tune_timeout)
+            config = tuned(config, trials=trials, timeout=tune_timeout, folder=Path(tmp))
             tune_s = time.perf_counter() - start
         per_seed, train_s = [], []
         for seed in seeds:
