@@ -87,7 +87,9 @@ def markdown(results: dict[str, dict], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__)
     parser.add_argument("--series", action="append", choices=sorted(SUITE), help="repeatable")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {list(QUICK)}, 1 epoch")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run: {list(QUICK)}, 1 epoch of a tiny network"
+    )
     parser.add_argument("--classical-only", action="store_true", help="skip the model")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     parser.add_argument("--tune", action="store_true", help="configs from `forecast tune`")
@@ -110,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"length": length, "classical": classical.run_series(s, timeout=args.timeout)}
         if not args.classical_only:
             entry["model"] = model.run_series(
-                s, seeds=seeds, epochs=1 if args.quick else None, tune=args.tune, trials=args.trials
+                s,
+                seeds=seeds,
+                epochs=1 if args.quick else None,
+                quick=args.quick,
+                tune=args.tune,
+                trials=args.trials,
             )
         results[name] = entry
         print(f"{name}: done at {time.perf_counter() - start:.0f} s", flush=True)

@@ -103,6 +103,7 @@ def run_series(
     *,
     seeds: tuple[int, ...] = (0,),
     epochs: int | None = None,
+    quick: bool = False,
     tune: bool = False,
     trials: int = 20,
     tune_timeout: float | None = None,
@@ -130,6 +131,8 @@ def run_series(
             cfg = _merge(config, {"training": {"seed": seed}})
             if epochs is not None:
                 cfg = _merge(cfg, {"training": {"epochs": epochs}})
+            if quick:  # a smoke run checks the path, not the accuracy: a tiny network
+                cfg = _merge(cfg, {"model": {"units": [4]}, "training": {"batch_size": 256}})
             job = ForecastConfig.from_dict(cfg)
             prepared = prepare(job)
             assert prepared.frame[job.data.schema["time_col"]].max() <= fit_end  # no test row
