@@ -38,6 +38,7 @@ demo: $(STAMP)
 # The measurements recorded in benchmarks/RESULTS.md (minutes; not part of `make test`).
 bench: $(STAMP)
 	$(PY) -m benchmarks.windowing
+	$(PY) -m benchmarks.accuracy.shipped
 	$(PY) -m benchmarks.accuracy
 	$(PY) -m benchmarks.serving
 	$(PY) -m benchmarks.spark

@@ -271,9 +271,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from forecast.jobs.backtest import run_backtest
 
     result = run_backtest(config, folds=args.folds)
-    mean = result.table("mean")
-    print(f"Backtest over {result.folds['fold'].nunique()} folds, run {result.run_id}:")
-    print(mean.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(result.report())
     if out is not None:
         write_frame(result.folds, out, overwrite=args.overwrite)
         print(f"per-fold table: {out}")

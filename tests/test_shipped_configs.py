@@ -25,13 +25,19 @@ def test_every_bundled_dataset_has_a_config_of_its_name():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_shipped_config_trains_scores_and_serves(path, tmp_path):
-    config = load_config(path, ("training.epochs=1", "data.last_n=700"))
+    # The quickest classical model keeps the comparison's path (many series, returns,
+    # masks, half-hours) in this test at a second per config.
+    overrides = ("training.epochs=1", "data.last_n=700", "evaluation.classical=[auto_theta]")
+    config = load_config(path, overrides)
     with contextlib.chdir(tmp_path):  # MLflow writes artifacts under ./mlruns
         outcome = train_job(config, register=False)
     scores = outcome.scores
     test = scores[(scores["part"] == "test") & (scores["model"] == "model")]
     assert np.isfinite(test.set_index("metric")["value"]["mase"])
     assert set(config.evaluation.baselines) <= set(scores["model"])
+    classical = outcome.comparison.wide()
+    assert np.isfinite(classical.loc[["model", "auto_theta"], "mase"]).all()
+    assert "AutoTheta (MASE" in outcome.verdict()
     forecaster = outcome.fitted.forecaster
     assert forecaster.state.calibration_windows == config.calibration.windows
     request, _ = demo_request(outcome)

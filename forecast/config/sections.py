@@ -14,6 +14,7 @@ import pandas as pd
 
 from forecast.config.checks import check_bool
 from forecast.evaluation.baselines import BASELINES
+from forecast.evaluation.classical import CLASSICAL
 from pipelines import datasets
 from pipelines.errors import ConfigError, did_you_mean
 from pipelines.features import FeatureSpec
@@ -148,10 +149,26 @@ class EvaluationConfig:
     Args:
         season: steps per season; None derives it from the data frequency.
         baselines: names from `forecast.evaluation.baselines.BASELINES`.
+        classical: statsforecast models fitted on training rows and compared with the model
+            on the same windows (`forecast.evaluation.classical.CLASSICAL`); empty for none.
+        classical_timeout: seconds each classical model may take (fit on every series plus
+            every forecast) before it is stopped and reported as not finished; null: no limit.
+        classical_step: steps between the origins the classical models forecast from (each
+            series' first window of the part, then every `classical_step`); null uses the
+            horizon, so each target is forecast once. The model is scored on the same windows.
+        classical_history: rows before each origin the classical models read; null reads
+            every row of the series up to the origin.
+        seasons: MSTL's seasons; empty derives them from the frequency (a day and a week
+            of sub-daily steps, a week and a year of days, else `season`).
     """
 
     season: int | None = None
     baselines: tuple[str, ...] = ("naive", "seasonal_naive", "drift", "moving_average", "ridge")
+    classical: tuple[str, ...] = tuple(CLASSICAL)
+    classical_timeout: float | None = 60.0
+    classical_step: int | None = None
+    classical_history: int | None = None
+    seasons: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "baselines", tuple(self.baselines))
@@ -166,6 +183,46 @@ class EvaluationConfig:
             raise ConfigError(
                 f"`evaluation.season` must be an integer >= 1 or null. Received: {self.season!r}"
             )
+        self._check_classical()
+
+    def _check_classical(self) -> None:
+        if isinstance(self.classical, str) or not isinstance(self.classical, list | tuple):
+            raise ConfigError(
+                f"`evaluation.classical` must be a list of names from {list(CLASSICAL)}. "
+                f"Received: classical={self.classical!r}"
+            )
+        object.__setattr__(self, "classical", tuple(self.classical))
+        for name in self.classical:
+            if name not in CLASSICAL:
+                raise ConfigError(
+                    f"Unknown classical model {name!r} in `evaluation.classical`."
+                    f"{did_you_mean(str(name), CLASSICAL)} Allowed: {list(CLASSICAL)}"
+                )
+        timeout = self.classical_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ConfigError(
+                "`evaluation.classical_timeout` must be a number of seconds > 0 or null "
+                f"(no limit). Received: classical_timeout={timeout!r}"
+            )
+        for name in ("classical_step", "classical_history"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(
+                    f"`evaluation.{name}` must be an integer >= 1 or null. Received: {value!r}"
+                )
+        seasons = self.seasons
+        if not isinstance(seasons, list | tuple) or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 2 for s in seasons
+        ):
+            raise ConfigError(
+                "`evaluation.seasons` must be a list of integers >= 2 (steps per season), "
+                f"or empty. Received: seasons={seasons!r}"
+            )
+        object.__setattr__(self, "seasons", tuple(sorted(set(seasons))))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import pandas as pd
 
 from forecast.config import ForecastConfig
 from forecast.data import Source, featurize, load_source, prepare_split
-from forecast.evaluation.scoring import score_part
+from forecast.evaluation.comparison import ALL, compare_classical
+from forecast.evaluation.scoring import is_returns, score_part
 from forecast.tracking.runs import (
     log_metrics,
     log_table_csv,
@@ -35,10 +36,52 @@ class BacktestResult:
     run_id: str | None
     folds: pd.DataFrame  # tidy: fold, origin, model, metric, value
     summary: pd.DataFrame  # model x metric: mean and std over folds
+    # tidy: fold, origin, series, model, metric, value; the model and the classical
+    # baselines on the same windows of each fold (None when `evaluation.classical` is empty)
+    classical: pd.DataFrame | None = None
+    classical_skipped: tuple[str, ...] = ()  # "<model>: <why>", once per model and reason
+    returns: bool = False  # the targets are returns (the verdict adds the random walk)
 
     def table(self, stat: str = "mean") -> pd.DataFrame:
         """Model x metric for one statistic (mean or std) over folds."""
         return self.summary.xs(stat, axis=1, level=1)
+
+    def classical_table(self) -> pd.DataFrame | None:
+        """Model x metric, mean over folds, against the classical baselines; a classical
+        model that did not run in every fold is left out (its windows would differ)."""
+        if self.classical is None:
+            return None
+        return _classical_means(self.classical).pivot(
+            index="model", columns="metric", values="value"
+        )
+
+    def report(self) -> str:
+        """What the CLI prints: mean scores over folds, the classical comparison, verdict."""
+        from forecast.jobs.train import classical_text, classical_verdict, verdict
+
+        n = self.folds["fold"].nunique()
+        mean = self.table("mean")
+        lines = [
+            f"Backtest over {n} folds, run {self.run_id}:",
+            mean.to_string(float_format=lambda v: f"{v:.4f}"),
+        ]
+        said = verdict(mean, returns=self.returns)
+        table = self.classical_table()
+        if table is not None:
+            where = "each fold's test windows with classical origins, mean over folds"
+            lines += [f"Against the classical baselines on {where}:", classical_text(table)]
+            skipped = dict(s.split(": ", 1) for s in self.classical_skipped)
+            extra, lost = classical_verdict(table, where, skipped)
+            said += " " + extra + (f" Not beaten (classical): {', '.join(lost)}." if lost else "")
+        return "\n".join([*lines, said])
+
+
+def _classical_means(classical: pd.DataFrame) -> pd.DataFrame:
+    overall = classical[classical["series"] == ALL]
+    n_folds = classical["fold"].nunique()
+    everywhere = overall.groupby("model")["fold"].nunique() == n_folds
+    kept = overall[overall["model"].isin(everywhere[everywhere].index)]
+    return kept.groupby(["model", "metric"], as_index=False)["value"].mean()
 
 
 def fold_splits(frame: pd.DataFrame, schema: Any, config: ForecastConfig) -> list[FrameSplit]:
@@ -99,7 +142,7 @@ def run_backtest(
         config=config.to_dict(),
         tags={"forecast.job": "backtest"},
     ) as parent:
-        rows = []
+        rows, classical, skipped, returns = [], [], [], False
         for k, split in enumerate(splits):
             origin = str(pd.Timestamp(split.times[split.ranges.test.start]))
             with tracked_run(
@@ -110,7 +153,7 @@ def run_backtest(
             ):
                 prepared = prepare_split(config, source, frame, schema, freq, split)
                 fitted = train_model(config, prepared)
-                table, _ = score_part(
+                table, forecasts = score_part(
                     fitted.model,
                     prepared,
                     "test",
@@ -119,6 +162,12 @@ def run_backtest(
                 )
                 log_metrics(table_metric_names(table, split="test"))
                 rows.append(table.assign(fold=k, origin=origin))
+                returns = is_returns(prepared)
+                if config.evaluation.classical:
+                    comparison = compare_classical(prepared, "test", forecasts, config.evaluation)
+                    log_metrics(comparison.metrics("test"))
+                    classical.append(comparison.table.assign(fold=k, origin=origin))
+                    skipped += [f"{m}: {why}" for m, why in comparison.skipped.items()]
                 log.info("fold %d/%d (origin %s) done", k + 1, len(splits), origin)
         folds_table = pd.concat(rows, ignore_index=True)[
             ["fold", "origin", "model", "metric", "value"]
@@ -134,4 +183,19 @@ def run_backtest(
         log_table_csv(summary.stack(0, future_stack=True).reset_index(), "backtest_summary.csv")
         means = folds_table.groupby(["model", "metric"], as_index=False)["value"].mean()
         log_metrics(table_metric_names(means, split="backtest"))
-        return BacktestResult(run_id=parent.info.run_id, folds=folds_table, summary=summary)
+        classical_table = None
+        if classical:
+            cols = ["fold", "origin", "series", "model", "metric", "value"]
+            classical_table = pd.concat(classical, ignore_index=True)[cols]
+            log_table_csv(classical_table, "backtest_classical.csv")
+            log_metrics(
+                table_metric_names(_classical_means(classical_table), split="backtest_classical")
+            )
+        return BacktestResult(
+            run_id=parent.info.run_id,
+            folds=folds_table,
+            summary=summary,
+            classical=classical_table,
+            classical_skipped=tuple(dict.fromkeys(skipped)),
+            returns=returns,
+        )

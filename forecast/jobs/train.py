@@ -14,6 +14,8 @@ import pandas as pd
 from forecast.config import ForecastConfig
 from forecast.data import Prepared, load_source, prepare
 from forecast.evaluation import plots
+from forecast.evaluation.classical import CLASSICAL
+from forecast.evaluation.comparison import Comparison, compare_classical
 from forecast.evaluation.scoring import (
     RANDOM_WALK,
     Forecasts,
@@ -58,6 +60,7 @@ class TrainOutcome:
     model_uri: str | None
     promotion: PromotionResult | None
     seeds: pd.DataFrame | None = None  # an ensemble's per-seed MASE (seed, part, mase)
+    comparison: Comparison | None = None  # against the classical models, on test windows
 
     def table(self, part: str = "test") -> pd.DataFrame:
         """Model x metric on one part."""
@@ -65,7 +68,8 @@ class TrainOutcome:
 
     def verdict(self, part: str = "test") -> str:
         """One honest sentence: does the model beat the naive (random-walk) forecast?"""
-        return verdict(self.table(part), returns=is_returns(self.prepared))
+        comparison = self.comparison if part == "test" else None
+        return verdict(self.table(part), returns=is_returns(self.prepared), comparison=comparison)
 
     def report(self) -> str:
         """What a train job tells the user: test scores beside baselines, verdict, model."""
@@ -75,6 +79,11 @@ class TrainOutcome:
         lines = [
             f"Test scores (original units), run {self.run_id}:",
             table[cols].to_string(float_format=lambda v: f"{v:.4f}"),
+        ]
+        if self.comparison is not None:
+            lines += [f"Against the classical baselines on {self.comparison.where}:"]
+            lines += [classical_text(self.comparison.wide())]
+        lines += [
             self.verdict("test"),
         ]
         if self.seeds is not None and "mase" in table:
@@ -87,27 +96,23 @@ class TrainOutcome:
         return "\n".join(lines)
 
 
-def verdict(table: pd.DataFrame, *, returns: bool) -> str:
-    """Say plainly whether the model's MASE beats the random walk and the naive baselines."""
+def verdict(table: pd.DataFrame, *, returns: bool, comparison: Comparison | None = None) -> str:
+    """Say plainly whether the model's MASE beats the random walk and the naive baselines,
+    and (with `comparison`) the classical models on their windows; then name every
+    baseline it does not beat."""
     if "mase" not in table.columns:
         return "No MASE available."
     mase = table["mase"]
     model = float(mase.loc["model"])
-    names = (
-        (RANDOM_WALK, "mean", "naive", "seasonal_naive")
-        if returns
-        else (
-            "naive",
-            "seasonal_naive",
-        )
-    )
-    parts = []
+    names = (RANDOM_WALK, "mean", "naive", "seasonal_naive") if returns else _LEVEL_BASELINES
+    parts, lost = [], []
     for name in names:
         if name in mase.index:
             other = float(mase.loc[name])
             word = "beats" if model < other else "does NOT beat"
             label = _LABELS.get(name, name.replace("_", "-"))
             parts.append(f"{word} {label} (MASE {model:.3f} vs {other:.3f})")
+            lost += [] if model < other else [_SHORT.get(name, label)]
     text = "The model " + "; ".join(parts) + "."
     if returns and RANDOM_WALK in mase.index:
         gain = 1.0 - model / float(mase.loc[RANDOM_WALK])
@@ -116,7 +121,67 @@ def verdict(table: pd.DataFrame, *, returns: bool) -> str:
             f"{'lower' if gain > 0 else 'higher'}"
             + ("; it does not beat a random walk." if gain <= 0 else ".")
         )
+    if comparison is not None:
+        extra, classical_lost = classical_verdict(
+            comparison.wide(), comparison.where, comparison.skipped
+        )
+        text += " " + extra
+        lost += [n for n in classical_lost if n not in lost]
+    if lost:
+        text += f" Not beaten: {', '.join(lost)}."
+    elif comparison is not None:
+        text += " It beats every baseline compared."
     return text
+
+
+_LEVEL_BASELINES = ("naive", "seasonal_naive")
+_SHORT = {RANDOM_WALK: "the random walk", "mean": "the random walk with drift"}
+
+
+def classical_verdict(
+    wide: pd.DataFrame, where: str, skipped: dict[str, str]
+) -> tuple[str, list[str]]:
+    """Sentences on the classical models of `wide` (model x metric, scored `where`), and the
+    labels of those the model does not beat; `skipped` names the ones left out and why."""
+    ran = [n for n in CLASSICAL if n in wide.index]
+    lost: list[str] = []
+    sentences = []
+    if ran:
+        model = float(wide.loc["model", "mase"])
+        parts = []
+        for name in ran:
+            other = float(wide.loc[name, "mase"])
+            parts.append(
+                f"{'beats' if model < other else 'does NOT beat'} {CLASSICAL[name]} "
+                f"(MASE {model:.3f} vs {other:.3f})"
+            )
+            lost += [] if model < other else [CLASSICAL[name]]
+        sentences.append(f"On {where}, the model " + "; ".join(parts) + ".")
+        if "pinball_mean" in wide.columns and np.isfinite(wide.loc["model", "pinball_mean"]):
+            sentences.append(_interval_sentence(wide, ran))
+    for label, reason in skipped.items():
+        sentences.append(f"{label} is not compared: {reason}.")
+    return " ".join(sentences), lost
+
+
+def _interval_sentence(wide: pd.DataFrame, ran: list[str]) -> str:
+    model = float(wide.loc["model", "pinball_mean"])
+    cov = "coverage_80" if "coverage_80" in wide.columns else None
+    parts = []
+    for name in ran:
+        other = float(wide.loc[name, "pinball_mean"])
+        text = f"{'lower' if model < other else 'NOT lower'} than {CLASSICAL[name]}'s {other:.4g}"
+        if cov:
+            text += f" (coverage_80 {wide.loc['model', cov]:.3f} vs {wide.loc[name, cov]:.3f})"
+        parts.append(text)
+    return f"Its quantiles' mean pinball loss {model:.4g} is " + "; ".join(parts) + "."
+
+
+def classical_text(wide: pd.DataFrame) -> str:
+    """A comparison table (model x metric) as the reports print it."""
+    names = ("mase", "mae", "rmse", "coverage_80", "pinball_mean")
+    cols = [c for c in names if c in wide.columns]
+    return wide[cols].to_string(float_format=lambda v: f"{v:.4f}", na_rep="-")
 
 
 _LABELS = {
@@ -255,6 +320,10 @@ def train_job(
             )
             log_metrics(spread_metrics(seeds))
             log_table_csv(seeds, "seed_scores.csv")
+        comparison = _compare(prepared, test_forecasts, config)
+        test_table = wide(scores[scores["part"] == "test"].drop(columns="part"))
+        said = verdict(test_table, returns=is_returns(prepared), comparison=comparison)
+        mlflow.set_tag("forecast.verdict", said[:5000])  # MLflow caps tag values
         try:
             _log_artifacts(fitted, prepared, scores, test_forecasts)
         except OSError as exc:
@@ -272,7 +341,23 @@ def train_job(
             model_uri=model_uri,
             promotion=promotion,
             seeds=seeds,
+            comparison=comparison,
         )
+
+
+def _compare(prepared: Prepared, forecasts: Forecasts, config: ForecastConfig) -> Comparison | None:
+    """The classical comparison on the test windows, logged: metrics, table, verdict."""
+    if not config.evaluation.classical:
+        return None
+    comparison = compare_classical(prepared, "test", forecasts, config.evaluation)
+    log_metrics(comparison.metrics("test"))
+    log_table_csv(comparison.table, "classical_scores.csv")
+    mlflow.log_params({"evaluation.classical_windows": comparison.n_windows})
+    for name, run in comparison.runs.items():
+        mlflow.set_tag(
+            f"forecast.classical.{name}", run.skipped or "; ".join(sorted(set(run.fitted)))
+        )
+    return comparison
 
 
 def _log_artifacts(

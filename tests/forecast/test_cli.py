@@ -157,10 +157,17 @@ def test_existing_output_is_not_overwritten(tmp_path):
 def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config, monkeypatch):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     res = run_cli(
-        "train", str(small_config), "--set", f"tracking.tracking_uri={store}", cwd=tmp_path
+        "train",
+        str(small_config),
+        "--set",
+        f"tracking.tracking_uri={store}",
+        "--set",
+        "evaluation.classical=[auto_theta]",  # the quickest: the CLI prints the comparison
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
     assert "naive" in res.stdout and "mase" in res.stdout
+    assert "Against the classical baselines on the" in res.stdout and "AutoTheta" in res.stdout
     assert "Epoch" not in res.stdout + res.stderr  # no progress bar when not on a terminal
     assert "became champion" in res.stdout or "champion" in res.stdout
     assert (tmp_path / "mlruns").exists()  # artifacts stay in the job's working directory
@@ -220,9 +227,12 @@ def test_backtest_writes_a_fold_table(tmp_path, small_config):
         "folds.csv",
         "--set",
         f"tracking.tracking_uri={store}",
+        "--set",
+        "evaluation.classical=[auto_theta]",
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
+    assert "Against the classical baselines" in res.stdout and "AutoTheta" in res.stdout
     table = pd.read_csv(tmp_path / "folds.csv")
     assert sorted(table["fold"].unique()) == [0, 1]
     assert {"model", "naive", "seasonal_naive"} <= set(table["model"])

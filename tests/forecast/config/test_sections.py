@@ -55,3 +55,33 @@ def test_pinball_promotion_needs_a_quantile_head():
         ForecastConfig.from_dict(config)
     config["model"] = {"quantiles": [0.1, 0.5, 0.9]}
     assert ForecastConfig.from_dict(config).tracking.promote_metric == "val_pinball_mean"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "evaluation.classical=[auto_etz]",
+            "Unknown classical model 'auto_etz' in `evaluation.classical`. Did you mean 'auto_ets'?",
+        ),
+        ("evaluation.classical=mstl", "`evaluation.classical` must be a list of names from"),
+        (
+            "evaluation.classical_timeout=0",
+            "`evaluation.classical_timeout` must be a number of seconds > 0 or null (no limit). "
+            "Received: classical_timeout=0",
+        ),
+        ("evaluation.classical_step=0", "`evaluation.classical_step` must be an integer >= 1"),
+        ("evaluation.classical_history=1.5", "`evaluation.classical_history` must be an integer"),
+        ("evaluation.seasons=[1]", "`evaluation.seasons` must be a list of integers >= 2"),
+    ],
+)
+def test_bad_classical_settings_fail_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(SP500, (override,))
+    assert message in str(err.value)
+
+
+def test_classical_settings_round_trip():
+    config = load_config(SP500, ("evaluation.classical=[mstl]", "evaluation.seasons=[336, 48]"))
+    assert config.evaluation.classical == ("mstl",) and config.evaluation.seasons == (48, 336)
+    assert ForecastConfig.from_dict(config.to_dict()) == config

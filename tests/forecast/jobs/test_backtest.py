@@ -23,7 +23,8 @@ SMALL = {
     "window": {"lookback": 12, "horizon": H},
     "model": {"units": [4]},
     "training": {"epochs": 1, "verbose": 0},
-    "evaluation": {"season": 6, "baselines": ["naive"]},
+    # The two quickest classical models: the classical path is tested, in a second or two.
+    "evaluation": {"season": 6, "baselines": ["naive"], "classical": ["auto_theta", "mstl"]},
     "backtest": {"folds": 3, "test_steps": TEST, "validation_steps": VAL, "min_train": 60},
 }
 TRIM = 10  # rows cut from the end of the data handed to `run_backtest` as its `source`
@@ -214,3 +215,27 @@ def test_fold_and_summary_metrics_are_logged(backtest):
     pd.testing.assert_frame_equal(
         logged.drop(columns="origin"), result.folds.drop(columns="origin"), check_dtype=False
     )
+
+
+@pytest.mark.slow
+def test_each_fold_compares_the_model_with_the_classical_baselines(backtest):
+    _, result, client, runs, _ = backtest
+    classical = result.classical
+    assert list(classical.columns) == ["fold", "origin", "series", "model", "metric", "value"]
+    assert set(classical["model"]) == {"model", "seasonal_naive", "auto_theta", "mstl"}
+    # Origins every horizon (3 steps) of each 6-step test part: 2 windows per fold.
+    per_fold = classical.query("model == 'model' and metric == 'mase'")
+    assert len(per_fold) == 2
+    table = result.classical_table()
+    means = classical.groupby(["model", "metric"])["value"].mean()
+    assert table.loc["mstl", "mase"] == pytest.approx(means[("mstl", "mase")])
+    parent = client.get_run(result.run_id).data.metrics
+    assert parent["auto_theta_backtest_classical_mase"] == pytest.approx(
+        means[("auto_theta", "mase")]
+    )
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.run_id]
+    for run in children:
+        assert np.isfinite(run.data.metrics["mstl_test_classical_mase"])
+    report = result.report()
+    assert "Against the classical baselines" in report and "AutoTheta" in report
+    assert report.splitlines()[0] == f"Backtest over 2 folds, run {result.run_id}:"

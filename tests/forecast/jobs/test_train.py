@@ -9,9 +9,10 @@ import pytest
 from mlflow import MlflowClient
 
 from forecast.config import ForecastConfig
+from forecast.evaluation.classical import CLASSICAL
 from forecast.evaluation.scoring import model_forecasts
 from forecast.jobs.backtest import run_backtest
-from forecast.jobs.train import train_job, verdict
+from forecast.jobs.train import classical_verdict, train_job, verdict
 from pipelines import datasets
 from pipelines.errors import ConfigError
 
@@ -89,6 +90,52 @@ def test_scores_are_in_original_units_and_match_the_table(outcome):
     assert "naive" in result.verdict()
 
 
+def test_every_classical_baseline_is_logged_reported_and_judged(outcome):
+    result, uri = outcome
+    comparison = result.comparison
+    assert comparison is not None and comparison.n_windows == 12  # 72 test steps / H
+    ran = [n for n, r in comparison.runs.items() if r.mean is not None]
+    assert set(ran) | set(comparison.runs) == set(CLASSICAL)
+    run = MlflowClient(uri).get_run(result.run_id)
+    metrics, tags = run.data.metrics, run.data.tags
+    wide = comparison.wide()
+    assert metrics["test_classical_mase"] == pytest.approx(wide.loc["model", "mase"])
+    for name in ran:
+        assert metrics[f"{name}_test_classical_mase"] == pytest.approx(wide.loc[name, "mase"])
+        assert metrics[f"{name}_test_classical_pinball_mean"] > 0  # intervals, quantile model
+        assert CLASSICAL[name] in result.report()
+    for name, run_ in comparison.runs.items():
+        assert tags[f"forecast.classical.{name}"] == (run_.skipped or run_.fitted[0])
+    assert "seasonal_naive_test_classical_mase" in metrics
+    assert "classical_scores.csv" in {
+        a.path for a in MlflowClient(uri).list_artifacts(result.run_id)
+    }
+    said = result.verdict()
+    assert tags["forecast.verdict"] == said
+    model = wide.loc["model", "mase"]
+    not_beaten = [CLASSICAL[n] for n in ran if model >= wide.loc[n, "mase"]]
+    beaten = [CLASSICAL[n] for n in ran if model < wide.loc[n, "mase"]]
+    for label in not_beaten:
+        assert f"does NOT beat {label} (MASE" in said
+    for label in beaten:
+        assert f"beats {label} (MASE" in said
+    tail = said.rsplit("Not beaten: ", 1)[-1] if "Not beaten: " in said else ""
+    assert all(label in tail for label in not_beaten)
+
+
+def test_verdict_names_the_classical_baselines_it_does_not_beat_and_the_skipped_ones():
+    wide = pd.DataFrame(
+        {"mase": [0.9, 1.2, 0.8, 1.0], "pinball_mean": [2.0, np.nan, 2.5, 1.5]},
+        index=["model", "seasonal_naive", "mstl", "auto_ets"],
+    )
+    text, lost = classical_verdict(wide, "the 4 test windows", {"AutoARIMA": "did not finish"})
+    assert lost == ["MSTL"]
+    assert "the model beats AutoETS (MASE 0.900 vs 1.000)" in text
+    assert "does NOT beat MSTL (MASE 0.900 vs 0.800)" in text
+    assert "NOT lower than AutoETS's 1.5" in text and "lower than MSTL's 2.5" in text
+    assert "AutoARIMA is not compared: did not finish." in text
+
+
 def test_registered_and_promoted(outcome):
     result, uri = outcome
     assert result.promotion is not None and result.promotion.promoted
@@ -130,10 +177,13 @@ def test_verdict_says_plainly_when_the_model_loses():
 @pytest.mark.slow
 def test_backtest_refits_per_fold_with_nested_runs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # The classical comparison of a backtest is tested in test_backtest.py.
+    evaluation = {**SMALL["evaluation"], "classical": []}
     config = ForecastConfig.from_dict(
-        {**SMALL, "name": "jobs_bt", "tracking": {"tracking_uri": uri}}
+        {**SMALL, "name": "jobs_bt", "evaluation": evaluation, "tracking": {"tracking_uri": uri}}
     )
     result = run_backtest(config)
+    assert result.classical is None
     assert sorted(result.folds["fold"].unique()) == [0, 1]
     runs = mlflow.search_runs(experiment_names=["jobs_bt"])
     children = runs[runs["tags.mlflow.parentRunId"] == result.run_id]

@@ -1,0 +1,136 @@
+"""Command line of the accuracy suite; see the package docstring."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from forecast.evaluation.classical import CLASSICAL  # noqa: E402
+from pipelines.sources import atomic_write  # noqa: E402
+
+from . import classical, model  # noqa: E402
+from .series import QUICK, SUITE  # noqa: E402
+
+COLUMNS = ("seasonal_naive", *CLASSICAL)
+
+
+def _fmt(entry: dict | None, metric: str = "mase") -> str:
+    if entry is None:
+        return ""
+    if "metrics" not in entry:
+        return "n/f" if "time budget" in (entry.get("note") or "") else "n/a"
+    return f"{entry['metrics'][metric]:.3f}"
+
+
+def markdown(results: dict[str, dict], command: str) -> str:
+    """The RESULTS.md table: MASE of each method per series, the best classical one, and
+    the model's mean and spread over seeds with its tuning and training time."""
+    head = (
+        "| series | freq | H | origins | seasonal naive | AutoETS | AutoTheta | MSTL | AutoARIMA "
+        "| best classical | model (mean ± sd, seeds) | model vs best | tune s | train s | classical s |"
+    )
+    lines = [f"`{command}`", "", head, "|" + "---|" * 15]
+    notes = []
+    for name, r in results.items():
+        s = SUITE[name]
+        c = r["classical"]
+        finished = {k: c[k]["metrics"]["mase"] for k in CLASSICAL if "metrics" in c.get(k, {})}
+        best = min(finished, key=finished.get) if finished else None
+        m = r.get("model")
+        if m:
+            spread = f"{m['mase_mean']:.3f} ± {m['mase_std']:.3f} ({len(m['seeds'])})"
+            versus = f"{m['mase_mean'] / finished[best]:.2f}x" if best else ""
+            times = (f"{m['tune_s']:.0f}", f"{m['train_s']:.0f}")
+        else:
+            spread, versus, times = "not run", "", ("", "")
+        secs = sum(c[k].get("seconds", 0.0) for k in CLASSICAL if k in c)
+        n_origins = len(s.protocol.origins(r["length"]))
+        cells = [_fmt(c.get(k)) for k in COLUMNS]
+        best_cell = f"{CLASSICAL[best]} {finished[best]:.3f}" if best else ""
+        lines.append(
+            f"| {name} | {s.freq} | {s.protocol.horizon} | {n_origins} | "
+            + " | ".join(cells)
+            + f" | {best_cell} | {spread} | {versus} | {times[0]} | {times[1]} | {secs:.0f} |"
+        )
+        for k in CLASSICAL:
+            note = c.get(k, {}).get("note")
+            if note:
+                notes.append(f"- {name}, {CLASSICAL[k]}: {note}")
+        if s.kind == "returns":
+            parts = [
+                f"{label} coverage_80 {c[k]['metrics']['coverage_80']:.3f}, pinball "
+                f"{c[k]['metrics']['pinball_mean']:.5f}"
+                for k, label in CLASSICAL.items()
+                if "metrics" in c.get(k, {}) and "coverage_80" in c[k]["metrics"]
+            ]
+            if m and "coverage_80" in m["per_seed"][0]:
+                cov = [p["coverage_80"] for p in m["per_seed"]]
+                pin = [p["pinball_mean"] for p in m["per_seed"]]
+                parts.insert(
+                    0,
+                    f"model coverage_80 {sum(cov) / len(cov):.3f}, pinball {sum(pin) / len(pin):.5f}",
+                )
+            rw = c.get("random_walk", {}).get("metrics", {}).get("mase")
+            notes.append(
+                f"- {name} (returns): zero-return random walk MASE {rw:.3f}; " + "; ".join(parts)
+            )
+    lines += ["", "n/f: did not finish in its time budget; n/a: not applicable (see notes)."]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__)
+    parser.add_argument("--series", action="append", choices=sorted(SUITE), help="repeatable")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run: {list(QUICK)}, 1 epoch of a tiny network"
+    )
+    parser.add_argument("--classical-only", action="store_true", help="skip the model")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    parser.add_argument("--tune", action="store_true", help="configs from `forecast tune`")
+    parser.add_argument("--trials", type=int, default=20, help="tuning trials per series")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per classical model")
+    parser.add_argument("--markdown", help="write the table here (atomically)")
+    parser.add_argument("--json", help="write every score here (atomically)")
+    args = parser.parse_args(argv)
+    names = args.series or (list(QUICK) if args.quick else list(SUITE))
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    command = "python -m benchmarks.accuracy " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    print(f"accuracy suite: {names}; load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    start = time.perf_counter()
+    results: dict[str, dict] = {}
+    for name in names:
+        s = SUITE[name]
+        length = int(s.frame().groupby("series").size().iloc[0])
+        entry = {"length": length, "classical": classical.run_series(s, timeout=args.timeout)}
+        if not args.classical_only:
+            entry["model"] = model.run_series(
+                s,
+                seeds=seeds,
+                epochs=1 if args.quick else None,
+                quick=args.quick,
+                tune=args.tune,
+                trials=args.trials,
+            )
+        results[name] = entry
+        print(f"{name}: done at {time.perf_counter() - start:.0f} s", flush=True)
+    table = markdown(results, command.strip())
+    print(table)
+    print(f"total {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}")
+    if args.markdown:
+        atomic_write(args.markdown, lambda tmp: tmp.write_text(table + "\n"))
+    if args.json:
+        text = json.dumps(results, indent=1, default=str).encode()
+        atomic_write(args.json, lambda tmp: tmp.write_bytes(text))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

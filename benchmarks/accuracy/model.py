@@ -1,0 +1,175 @@
+"""The network side of the suite: a config per series, trained on the rows before the test
+period only, then the served forecaster called at every origin with the history before it."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .scoring import QUANTILES, panel, score
+from .series import Series
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "accuracy_configs"
+
+
+def default_config(series: Series) -> dict[str, Any]:
+    """A config written from the README for a series never seen (no test score read):
+    lookback two seasons (at least two horizons), one LSTM layer, early stopping."""
+    p = series.protocol
+    lookback = max(2 * series.season, 2 * p.horizon)
+    return {
+        "name": f"accuracy_{series.name}",
+        "split": {"validation": 0.2, "test": p.horizon},
+        "window": {"lookback": lookback, "horizon": p.horizon},
+        "model": {"cell": "lstm", "units": [32]}
+        | ({"quantiles": list(QUANTILES)} if series.kind == "returns" else {}),
+        "training": {"epochs": 30, "batch_size": 64, "patience": 5, "verbose": 0},
+        "evaluation": {
+            "season": series.season,
+            "baselines": ["naive", "seasonal_naive"],
+            "classical": [],  # the suite runs them itself, on its own protocol
+        },
+        "tracking": {"register": False},
+    }
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
+    return out
+
+
+def series_config(series: Series, csv: Path, fit_end: pd.Timestamp) -> dict[str, Any]:
+    """The series' config: the default, then benchmarks/accuracy_configs/<name>.yaml (as
+    written by `forecast tune`), then the data section, which the suite always sets so that
+    training and tuning read only rows up to `fit_end`, the last one before the test period."""
+    config = default_config(series)
+    path = CONFIG_DIR / f"{series.name}.yaml"
+    if path.is_file():
+        config = _merge(config, yaml.safe_load(path.read_text()) or {})
+    config["data"] = {
+        "path": str(csv),
+        "schema": {
+            "time_col": "timestamp",
+            "id_col": "series",
+            "targets": ["value"],
+            "freq": series.freq,
+        },
+        "end": str(fit_end),
+    }
+    if series.freq == "B":  # trading days: one step = one observed session
+        config["data"]["validation"] = {"calendar": "observed"}
+    return config
+
+
+def tuned(config: dict[str, Any], *, trials: int, timeout: float | None, folder: Path) -> dict:
+    """The config `forecast tune` chooses (issue 14 §3), searched on the rows `config`
+    reads (the suite's data section ends before the test period) and nothing later."""
+    try:
+        from forecast.jobs.tune import tune_job
+    except ImportError:
+        raise SystemExit(
+            "--tune needs forecast.jobs.tune (`forecast tune`, issue 14 §3); this checkout "
+            "has none yet: put configs in benchmarks/accuracy_configs/ instead"
+        ) from None
+    from forecast.config import ForecastConfig
+
+    result = tune_job(
+        ForecastConfig.from_dict(config),
+        output=folder / "tuned.yaml",
+        trials=trials,
+        timeout=timeout,
+        overwrite=True,
+    )
+    chosen = result.config.to_dict()
+    chosen["data"] = config["data"]  # the suite's rows, whatever the tuner wrote
+    return chosen
+
+
+def run_series(
+    series: Series,
+    *,
+    seeds: tuple[int, ...] = (0,),
+    epochs: int | None = None,
+    quick: bool = False,
+    tune: bool = False,
+    trials: int = 20,
+    tune_timeout: float | None = None,
+) -> dict[str, Any]:
+    """Scores per seed, their mean and spread, and the tuning and training times."""
+    from forecast.config import ForecastConfig
+    from forecast.data import prepare
+    from forecast.training.fitting import train_model
+
+    ids, values = panel(series)
+    frame = series.frame()
+    p = series.protocol
+    fit_end = frame.groupby("series")["timestamp"].nth(p.fit_rows(len(values[0])) - 1).max()
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / f"{series.name}.csv"
+        frame.to_csv(csv, index=False)
+        config = series_config(series, csv, pd.Timestamp(fit_end))
+        tune_s = 0.0
+        if tune:
+            start = time.perf_counter()
+            config = tuned(config, trials=trials, timeout=tune_timeout, folder=Path(tmp))
+            tune_s = time.perf_counter() - start
+        per_seed, train_s = [], []
+        for seed in seeds:
+            cfg = _merge(config, {"training": {"seed": seed}})
+            if epochs is not None:
+                cfg = _merge(cfg, {"training": {"epochs": epochs}})
+            if quick:  # a smoke run checks the path, not the accuracy: a tiny network
+                cfg = _merge(cfg, {"model": {"units": [4]}, "training": {"batch_size": 256}})
+            job = ForecastConfig.from_dict(cfg)
+            prepared = prepare(job)
+            assert prepared.frame[job.data.schema["time_col"]].max() <= fit_end  # no test row
+            start = time.perf_counter()
+            fitted = train_model(job, prepared)
+            train_s.append(time.perf_counter() - start)
+            point, q = _served(fitted.forecaster, frame, series, ids)
+            per_seed.append(score(series, values, point, q))
+    mase = np.array([m["mase"] for m in per_seed])
+    return {
+        "seeds": list(seeds),
+        "per_seed": per_seed,
+        "mase_mean": float(mase.mean()),
+        "mase_std": float(mase.std(ddof=1)) if len(mase) > 1 else 0.0,
+        "tune_s": tune_s,
+        "train_s": float(np.mean(train_s)),
+        "config": config,
+    }
+
+
+def _served(forecaster: Any, frame: pd.DataFrame, series: Series, ids: list[str]):
+    """The served forecaster's forecasts from each origin: (S * O, H, 1), series-major."""
+    p = series.protocol
+    by_id = {sid: g.reset_index(drop=True) for sid, g in frame.groupby("series", sort=True)}
+    n = len(next(iter(by_id.values())))
+    origins = p.origins(n)
+    point = np.empty((len(ids), len(origins), p.horizon))
+    quant = np.empty((len(ids), len(origins), p.horizon, len(QUANTILES)))
+    has_q = False
+    for k, o in enumerate(origins):
+        history = pd.concat([g.iloc[: o + 1] for g in by_id.values()], ignore_index=True)
+        rows = forecaster.predict(history).sort_values(["series", "step"])
+        for i, sid in enumerate(ids):
+            mine = rows[rows["series"].astype(str) == sid]
+            point[i, k] = mine["forecast"].to_numpy()
+            if "p10" in mine:
+                has_q = True
+                quant[i, k] = mine[["p10", "p50", "p90"]].to_numpy()
+    point = point.reshape(-1, p.horizon)[..., None]
+    return point, (quant.reshape(-1, p.horizon, 1, len(QUANTILES)) if has_q else None)

@@ -1,0 +1,66 @@
+"""The accuracy suite: its rolling-origin protocol, and a smoke run of the whole harness."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks.accuracy.__main__ import main
+from benchmarks.accuracy.scoring import scales, seasonal_naive, truth
+from benchmarks.accuracy.series import QUICK, SUITE, Protocol
+
+
+@given(
+    horizon=st.integers(1, 48),
+    extra=st.integers(0, 200),
+    step=st.integers(1, 60),
+    before=st.integers(1, 500),
+)
+def test_origins_cover_the_test_period_and_nothing_before_it(horizon, extra, step, before):
+    p = Protocol(horizon=horizon, test=horizon + extra, step=step)
+    n = before + p.test
+    origins = p.origins(n)
+    assert origins[0] == p.fit_rows(n) - 1  # the last point before the test period
+    assert (np.diff(origins) == step).all()
+    assert origins[-1] + horizon <= n - 1 < origins[-1] + horizon + step  # no room for one more
+
+
+def test_scores_read_the_rows_before_the_test_period_for_their_scale_only():
+    s = SUITE["a10"]
+    y = s.frame()["value"].to_numpy(np.float64)
+    changed = y.copy()
+    changed[s.protocol.fit_rows(len(y)) :] *= 3.0
+    np.testing.assert_array_equal(scales(s, [y]), scales(s, [changed]))
+    assert not np.array_equal(truth(s, [y]), truth(s, [changed]))
+    # Seasonal naive reads the season before each origin: y[o + h - 12] for h <= 12.
+    first = s.protocol.origins(len(y))[0]
+    np.testing.assert_array_equal(seasonal_naive(s, [y])[0, :, 0], y[first - 11 : first + 1])
+
+
+def test_the_suite_spans_frequencies_with_at_least_twelve_series():
+    assert len(SUITE) >= 12
+    assert {"30min", "D", "MS", "QS", "B"} <= {s.freq for s in SUITE.values()}
+    assert any(s.kind == "returns" for s in SUITE.values())
+
+
+@pytest.mark.slow
+def test_quick_run_scores_model_and_every_classical_baseline(tmp_path):
+    out, raw = tmp_path / "table.md", tmp_path / "scores.json"
+    assert main(["--quick", "--markdown", str(out), "--json", str(raw)]) == 0
+    table = out.read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ") and not line.startswith("| series")]
+    assert [r.split(" | ")[0].strip("| ") for r in rows] == list(QUICK)
+    scores = json.loads(raw.read_text())
+    for name in QUICK:
+        entry = scores[name]
+        for method in ("seasonal_naive", "auto_ets", "auto_theta", "mstl", "auto_arima"):
+            assert np.isfinite(entry["classical"][method]["metrics"]["mase"]), (name, method)
+        assert np.isfinite(entry["model"]["mase_mean"])
+        frame = SUITE[name].frame()  # the model read rows up to the last one before the test
+        last_fit = frame["timestamp"].iloc[SUITE[name].protocol.fit_rows(len(frame)) - 1]
+        assert pd.Timestamp(entry["model"]["config"]["data"]["end"]) == last_fit
