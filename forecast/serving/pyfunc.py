@@ -222,7 +222,7 @@ def log_forecaster(
         )
     example = example_history(forecaster) if input_example is None else input_example
     forecaster.predict(example)
-    before = mlflow.last_logged_model()
+    before = _last_model_id()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             saved = forecaster.save(Path(tmp) / FORECASTER_ARTIFACT)
@@ -247,15 +247,28 @@ def log_forecaster(
         ) from None
 
 
-def _discard_partial_model(before: Any) -> str:
+def _last_model_id() -> str | None:
+    """The id of the model this process logged last, if it is in the current store.
+
+    MLflow keeps that id per process; a model logged to another store is not found here.
+    """
+    try:
+        model = mlflow.last_logged_model()
+    except MlflowException:
+        return None
+    return model.model_id if model is not None else None
+
+
+def _discard_partial_model(before: str | None) -> str:
     """Delete the files and the entry of a logged model whose upload failed half-way.
 
     Returns:
         `` (<artifact location>)`` of the model it deleted, or "" when none was created.
     """
-    created = mlflow.last_logged_model()
-    if created is None or (before is not None and created.model_id == before.model_id):
+    created_id = _last_model_id()
+    if created_id is None or created_id == before:
         return ""
+    created = mlflow.MlflowClient().get_logged_model(created_id)
     from mlflow.utils.file_utils import local_file_uri_to_path
     from mlflow.utils.uri import is_local_uri
 

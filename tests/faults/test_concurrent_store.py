@@ -20,7 +20,7 @@ from forecast.tracking.store import open_store
 from tests.faults.conftest import cli_env
 
 JOB = Path(__file__).with_name("store_job.py")
-GAP_S = 4.0  # between rounds: longer than one round takes
+GAP_S = 3.0  # between rounds: longer than one round takes on an idle machine
 
 
 def run_together(rounds_per_process: list[list[tuple[str, float]]], cwd: Path) -> list[str]:
@@ -69,23 +69,23 @@ def assert_champion_is_best(uri: str, runs: int) -> None:
 
 @pytest.mark.slow
 def test_two_jobs_at_once_on_new_and_on_initialised_sqlite_stores(tmp_path):
-    new = [f"sqlite:///{tmp_path / f'new{i}.db'}" for i in range(2)]
+    new = [f"sqlite:///{tmp_path / 'new.db'}"]
     shared = f"sqlite:///{tmp_path / 'shared.db'}"
     with contextlib.chdir(tmp_path):
         open_store(shared)  # initialised before the jobs start
-    # Two rounds on a new store each, then two on the shared one; metrics all differ.
+    # A round on a new store, then one on the initialised one (each job of a round
+    # starts in the same moment; more rounds cost ~10 s each here); metrics all differ.
     plan = [
-        [(uri, 1.0 + i + 0.5 * p) for i, uri in enumerate(new)]
-        + [(shared, 2.0 - i - 0.5 * p) for i in range(2)]
+        [(uri, 1.0 + i + 0.5 * p) for i, uri in enumerate(new)] + [(shared, 2.0 - 0.5 * p)]
         for p in range(2)
     ]
     outputs = run_together(plan, tmp_path)
     for out in outputs:
         assert [line for line in out.splitlines() if "FAILED" in line] == [], out
-        assert out.count(" OK ") == 4, out
+        assert out.count(" OK ") == 2, out
     for uri in new:
         assert_champion_is_best(uri, runs=2)
-    assert_champion_is_best(shared, runs=4)
+    assert_champion_is_best(shared, runs=2)
 
 
 @contextlib.contextmanager
