@@ -131,7 +131,7 @@ BAD_NAMES = [
     (
         "iris",
         "Unknown dataset 'iris'. Available datasets: "
-        "['elecdemand', 'eustockmarkets', 'sp500', 'sunspots']",
+        "['elecdemand', 'eustockmarkets', 'pizzaplace', 'sp500', 'sunspots']",
     ),
     ("", "Unknown dataset ''."),
     ("sp500 ", "Did you mean 'sp500'?"),
