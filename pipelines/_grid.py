@@ -107,13 +107,17 @@ def infer_offset(r: Rows) -> BaseOffset:
         )
     if found:
         return next(iter(found.values()))[0]
-    d = np.diff(r.wall)[r.codes[1:] == r.codes[:-1]]
-    step = int(d.min()) if len(d) else 0
-    if step > 0 and not (d % step).any():
-        weekday = ((r.wall // _DAY_NS + 3) % 7) < 5  # 1970-01-01 was a Thursday
-        if step == _DAY_NS and weekday.all() and (d == 3 * _DAY_NS).any():
-            return to_offset("B")  # weekdays only, with Friday -> Monday steps
-        return to_offset(f"{step // _DAY_NS}D" if step % _DAY_NS == 0 else pd.Timedelta(step))
+    # Days step on the wall clock; hours in absolute time (a DST day of a tz-aware series
+    # repeats or skips a wall-clock hour, its UTC steps stay even).
+    for clock in [r.wall] + ([r.times] if r.tz is not None else []):
+        d = np.diff(clock)[r.codes[1:] == r.codes[:-1]]
+        step = int(d.min()) if len(d) else 0
+        if step > 0 and not (d % step).any():
+            weekday = ((r.wall // _DAY_NS + 3) % 7) < 5  # 1970-01-01 was a Thursday
+            if step == _DAY_NS and weekday.all() and (d == 3 * _DAY_NS).any():
+                return to_offset("B")  # weekdays only, with Friday -> Monday steps
+            whole_days = step % _DAY_NS == 0
+            return to_offset(f"{step // _DAY_NS}D" if whole_days else pd.Timedelta(step))
     first = [r.ts(t) for t in r.times[: min(r.ends[0] + 1, 4)]]
     raise DataValidationError(
         f"Column {r.time_col!r}: cannot infer the frequency. pd.infer_freq found no regular "

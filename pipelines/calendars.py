@@ -178,8 +178,8 @@ class Calendar:
         """
         lo, hi = pd.Timestamp(first).normalize(), pd.Timestamp(last).normalize()
         if not self.intraday(step):
-            return self._dates(lo, hi)
-        if self.kind == "exchange":
+            slots = self._dates(lo, hi)
+        elif self.kind == "exchange":
             slots = self._trading_index(lo, hi, step, tz)
         else:
             slots = self._slots(self._dates(lo, hi), step)

@@ -275,7 +275,7 @@ def data_timestamp(value: Any, tz: Any, name: str) -> pd.Timestamp:
     if at.tz is None and tz is not None:
         try:
             return at.tz_localize(tz, ambiguous="raise", nonexistent="raise")
-        except (ValueError, TypeError) as exc:  # pytz errors are ValueError subclasses
+        except Exception as exc:  # noqa: BLE001 - pytz's AmbiguousTimeError is no ValueError
             raise ConfigError(
                 f"`{name}` {value!r} is not one instant in the data's zone {tz} ({exc}); "
                 "give it a UTC offset, e.g. '2024-10-27 01:30+01:00'."
