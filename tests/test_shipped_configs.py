@@ -1,7 +1,7 @@
-"""Every shipped config, a session-calendar CSV and a tz-aware CSV run end to end: train (one
-epoch, a short slice), score next to the baselines, register, and serve: at every test origin
-the served model (pyfunc and the real ``mlflow models serve``) returns the evaluation's
-forecasts, on the data's own next timestamps."""
+"""Every shipped config (pizzaplace: a session calendar) and a tz-aware working-hours CSV run
+end to end: train (one epoch, a short slice), score next to the baselines, register, and
+serve: at every test origin the served model (pyfunc and the real ``mlflow models serve``)
+returns the evaluation's forecasts, on the data's own next timestamps."""
 
 from __future__ import annotations
 
@@ -33,45 +33,30 @@ def test_every_bundled_dataset_has_a_config_of_its_name():
     assert all(load_config(p).data.dataset == p.stem for p in CONFIGS)
 
 
-def session_csv(path, *, freq: str = "10min", days: int = 12) -> dict:
-    """Two services' volumes in working hours (09:00-17:00, Mon-Fri, no US holidays): the
-    shape of the issue's 5-minute CSV. Returns the `data` section that reads it."""
+def tz_sessions_csv(path, *, days: int = 12) -> dict:
+    """Two services' 15-minute volumes in New York working hours (09:00-17:00, Mon-Fri, no
+    US holidays), the timestamps written with their UTC offset (``-05:00``): a session
+    calendar and a tz-aware time column at once. Returns the `data` section that reads it."""
     import holidays
 
-    dates = pd.bdate_range("2024-12-02", periods=days + 5)
+    dates = pd.bdate_range("2024-12-09", periods=days + 5)
     dates = dates[~dates.isin(pd.DatetimeIndex(list(holidays.US(years=[2024, 2025]))))][:days]
-    slots = pd.timedelta_range("09:00:00", "16:59:00", freq=freq)
-    times = (dates.values[:, None] + slots.values[None, :]).reshape(-1)
+    slots = pd.timedelta_range("09:00:00", "16:45:00", freq="15min")
+    local = pd.DatetimeIndex((dates.values[:, None] + slots.values[None, :]).reshape(-1))
+    times = local.tz_localize("America/New_York")
     rng = np.random.default_rng(0)
     rows = []
     for k, sid in enumerate(["svc_a", "svc_b"]):
-        tod = (pd.DatetimeIndex(times).hour - 9) / 8
-        y = 50 + 30 * (k + 1) * np.sin(np.pi * tod) + rng.normal(0, 3, len(times))
-        rows.append(pd.DataFrame({"time": times, "service": sid, "volume": y.round().astype(int)}))
+        y = 50 + 30 * (k + 1) * np.sin(np.pi * (local.hour - 9) / 8) + rng.normal(0, 3, len(local))
+        text = times.strftime("%Y-%m-%d %H:%M:%S%z").str.replace(r"(\d\d)$", r":\1", regex=True)
+        rows.append(pd.DataFrame({"time": text, "service": sid, "volume": y.round().astype(int)}))
     pd.concat(rows).to_csv(path, index=False)
     return {
         "path": str(path),
-        "schema": {"time_col": "time", "id_col": "service", "targets": ["volume"], "freq": freq},
+        "schema": {"time_col": "time", "id_col": "service", "targets": ["volume"], "freq": "15min"},
         "calendar": {"open": "09:00", "close": "17:00", "days": "Mon-Fri", "holidays": "US"},
         "features": {"calendar": ["hour", "weekday"]},
-    }
-
-
-def tz_csv(path, *, hours: int = 24 * 16) -> dict:
-    """Three stations' hourly readings with UTC offsets in the timestamps (``+00:00``)."""
-    times = pd.date_range("2024-10-01", periods=hours, freq="h", tz="UTC")
-    rng = np.random.default_rng(1)
-    rows = []
-    for k, sid in enumerate(["north", "south", "west"]):
-        y = 10 + k + 5 * np.sin(2 * np.pi * times.hour / 24) + rng.normal(0, 0.5, hours)
-        rows.append(pd.DataFrame({"ts": times.strftime("%Y-%m-%d %H:%M:%S+00:00"), "id": sid}))
-        rows[-1]["temp"] = y
-    pd.concat(rows).to_csv(path, index=False)
-    return {
-        "path": str(path),
-        "schema": {"time_col": "ts", "id_col": "id", "targets": ["temp"]},
-        "features": {"calendar": ["hour"]},
-        "start": "2024-10-02 00:00+00:00",  # a config timestamp with an offset
+        "start": "2024-12-10 00:00-05:00",  # a config timestamp with an offset
     }
 
 
@@ -90,10 +75,8 @@ def _own_config(name: str, data: dict, horizon: int, lookback: int) -> ForecastC
 
 
 def _config(case: str, tmp_path) -> ForecastConfig:
-    if case == "sessions":
-        return _own_config(case, session_csv(tmp_path / "volumes.csv"), horizon=12, lookback=64)
-    if case == "tz":
-        return _own_config(case, tz_csv(tmp_path / "stations.csv"), horizon=6, lookback=36)
+    if case == "tz_sessions":
+        return _own_config(case, tz_sessions_csv(tmp_path / "volumes.csv"), horizon=8, lookback=40)
     path = REPO_ROOT / "configs" / f"{case}.yaml"
     horizon = load_config(path).window.horizon
     return load_config(
@@ -118,7 +101,7 @@ def _requests(config, state, origins) -> list[tuple[pd.Timestamp, pd.DataFrame]]
     source = load_source(config.data).frame
     times = parse_timestamps(source[raw.time_col])
     ids = source[raw.id_col].astype(str) if raw.id_col else pd.Series("", index=source.index)
-    keep = state.min_rows + 5
+    keep = state.window.lookback + state.features.warmup + state.calibration_rows + 5
     out = []
     for at in sorted({t for _, t, _ in origins}):
         parts = []
@@ -160,7 +143,7 @@ def _check(rows: pd.DataFrame, at, origins, evaluated, state, how: str) -> None:
                 np.testing.assert_allclose(qs, evaluated.quantiles[i][..., j], atol=1e-5, rtol=1e-5)
 
 
-CASES = [p.stem for p in CONFIGS] + ["sessions", "tz"]
+CASES = [p.stem for p in CONFIGS] + ["tz_sessions"]
 
 
 @pytest.mark.slow
@@ -179,7 +162,7 @@ def test_served_forecasts_equal_evaluated_ones_on_the_data_timeline(case, tmp_pa
     assert state.calibration_windows == config.calibration.windows
     uri = f"models:/{config.registered_model}/1"
     # tz-aware input passes MLflow's schema only once the served input is coerced (issue 13 §3).
-    http = case != "tz"
+    http = case != "tz_sessions"
     server = ModelServer(uri, env=dict(os.environ), cwd=tmp_path).start() if http else None
     try:
         evaluated = model_forecasts(
