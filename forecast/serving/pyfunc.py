@@ -224,7 +224,7 @@ def log_forecaster(
         )
     example = example_history(forecaster) if input_example is None else input_example
     forecaster.predict(example)
-    before = mlflow.last_logged_model()
+    before = _last_logged_model()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             saved = forecaster.save(Path(tmp) / FORECASTER_ARTIFACT)
@@ -247,6 +247,15 @@ def log_forecaster(
         raise DiskFullError(
             f"model {name!r} of run {mlflow.active_run().info.run_id}{where}"
         ) from None
+
+
+def _last_logged_model() -> Any:
+    """MLflow's last logged model, or None: its id is process-wide, so after a model logged
+    to another tracking store (tests, notebooks switching stores) the lookup fails."""
+    try:
+        return mlflow.last_logged_model()
+    except mlflow.exceptions.MlflowException:
+        return None
 
 
 def _discard_partial_model(before: Any) -> str:
