@@ -96,7 +96,9 @@ def pre_test(config: ForecastConfig, backtest: BacktestConfig) -> PreTest:
     Also checks that the cut leaves every kept row's features as they are on the whole data.
     """
     source = load_source(config.data)
-    frame, schema, _ = featurize(source.frame, source.schema, source.policy, config.data.features)
+    frame, schema, _ = featurize(
+        source.frame, source.schema, source.policy, config.data.features, source.calendar
+    )
     split = split_by_time(
         frame,
         schema,
@@ -109,7 +111,11 @@ def pre_test(config: ForecastConfig, backtest: BacktestConfig) -> PreTest:
     cut = replace(config, data=replace(config.data, end=last_kept.isoformat()), backtest=backtest)
     cut_source = load_source(cut.data)
     cut_frame, cut_schema, _ = featurize(
-        cut_source.frame, cut_source.schema, cut_source.policy, cut.data.features
+        cut_source.frame,
+        cut_source.schema,
+        cut_source.policy,
+        cut.data.features,
+        cut_source.calendar,
     )
     before = frame[frame[schema.time_col] < first_test].reset_index(drop=True)
     if not before.equals(cut_frame.reset_index(drop=True)):

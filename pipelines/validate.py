@@ -25,6 +25,7 @@ along: inserted rows copy them from the previous row (numbers are interpolated u
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -35,11 +36,21 @@ from pandas.api import types as ptypes
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset
 
-from pipelines._grid import SHOW, Grid, Rows, fill, fill_gaps, first, infer_offset, to_times
+from pipelines._grid import (
+    SHOW,
+    Grid,
+    Rows,
+    fill,
+    fill_gaps,
+    first,
+    infer_offset,
+    to_times,
+)
+from pipelines.calendars import REGULAR, Calendar, fixed_step, infer_sessions
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.schema import SINGLE_SERIES_ID, SeriesSchema
 
-__all__ = ["SEGMENT_COL", "ValidationPolicy", "parse_timestamps", "validate"]
+__all__ = ["SEGMENT_COL", "ValidationPolicy", "data_timestamp", "parse_timestamps", "validate"]
 
 # Int column added under gaps="segment": gap-free run number within each series.
 SEGMENT_COL = "_segment"
@@ -97,6 +108,7 @@ def validate(
     *,
     policy: ValidationPolicy = ValidationPolicy(),  # noqa: B008 - frozen, so safe to share
     min_length: int | None = None,
+    calendar: Calendar | None = None,
 ) -> pd.DataFrame:
     """Check `frame` against `schema` and return a new sorted, regular, float-valued frame.
 
@@ -105,10 +117,14 @@ def validate(
         schema: column roles; `schema.freq` fixes the grid, None infers it.
         policy: what to do about unsorted rows, duplicates, gaps and NaN/inf values.
         min_length: rows each series must have after repair (e.g. lookback + horizon).
+        calendar: the `pipelines.calendars.Calendar` whose timestamps the series must sit
+            on; None infers opening hours from intraday data that covers a fixed window of
+            each day (`infer_sessions`), else uses the regular grid of the frequency.
 
     Returns:
         A new frame sorted by (id, time) with a RangeIndex; ``out.attrs["freq"]`` is the
-        frequency used (None under the observed calendar without `schema.freq`).
+        frequency used (None under the observed calendar without `schema.freq`) and
+        ``out.attrs["calendar"]`` the calendar (`Calendar.to_dict`).
 
     Raises:
         ConfigError: bad arguments or an unknown `schema.freq`.
@@ -163,11 +179,33 @@ def validate(
         out[col] = fill(v, bad, r, policy.non_finite, col) if bad.any() else v
     if policy.calendar == "regular" and offset is None and len(r.times) > len(r.starts):
         offset = infer_offset(r)
-    grid = Grid(r, offset, policy.calendar)
-    out = _apply_grid(out, grid, r, schema, policy)
+    cal, inferred = _calendar(r, offset, policy, calendar)
+    grid = Grid(r, offset, policy.calendar, cal)
+    out = _apply_grid(out, grid, r, schema, policy, cal if inferred else None)
     _check_length(out, schema, labels, min_length)
     out.attrs["freq"] = None if offset is None else offset.freqstr
+    out.attrs["calendar"] = cal.to_dict()
     return out
+
+
+def _calendar(
+    r: Rows, offset: BaseOffset | None, policy: ValidationPolicy, given: Calendar | None
+) -> tuple[Calendar, bool]:
+    """The calendar given, else sessions inferred from intraday data that covers a fixed
+    window of each day, else the regular grid; and whether it was inferred."""
+    step = fixed_step(offset)
+    if given is not None:
+        if given.kind != "regular" and policy.calendar == "observed":
+            raise ConfigError(
+                f"Two calendars: ValidationPolicy(calendar='observed') and {given.describe()}; "
+                "keep one (set validation.calendar to 'regular' to use the named calendar)."
+            )
+        given.check_step(step, None if offset is None else offset.freqstr)
+        return given, False
+    if policy.calendar == "observed" or step is None or len(r.times) < 2:
+        return REGULAR, False
+    found = infer_sessions(r.wall, step)
+    return (found, True) if found is not None else (REGULAR, False)
 
 
 def _check_args(frame: Any, schema: Any, policy: Any, min_length: Any) -> BaseOffset | None:
@@ -204,11 +242,52 @@ def parse_timestamps(col: pd.Series) -> pd.Series:
     """
     if ptypes.is_datetime64_any_dtype(col):
         return col  # already times (any unit; pandas 2 would coerce out-of-ns-range ones to NaT)
-    parsed = pd.to_datetime(col, errors="coerce")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        parsed = pd.to_datetime(col, errors="coerce")
+    if any("mixed time zones" in str(w.message) for w in seen) or parsed.dtype == object:
+        # Offsets that change (a local clock across DST: +00:00 then +01:00) name instants:
+        # keep them as UTC rather than as an object column of mixed zones.
+        parsed = pd.to_datetime(col, errors="coerce", utc=True)
     bad = parsed.isna() & col.notna()
     if bad.any():
-        parsed[bad] = pd.to_datetime(col[bad], errors="coerce", format="ISO8601")
+        aware = parsed.dt.tz is not None
+        again = pd.to_datetime(col[bad], errors="coerce", format="ISO8601", utc=aware)
+        parsed[bad] = again.dt.tz_convert(parsed.dt.tz) if aware else again
     return parsed
+
+
+def data_timestamp(value: Any, tz: Any, name: str) -> pd.Timestamp:
+    """A config timestamp (`split.test`, `data.start`) comparable with a time column in `tz`.
+
+    A naive value is read in the data's time zone; a value with an offset is converted to
+    it. A value with an offset against naive data is refused: which clock is meant is unknown.
+
+    Raises:
+        ConfigError: naming `name`, the value and what to write instead.
+    """
+    try:
+        at = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"`{name}` is not a timestamp. Received: {name}={value!r}") from None
+    if pd.isna(at):
+        raise ConfigError(f"`{name}` is not a timestamp. Received: {name}={value!r}")
+    if at.tz is None and tz is not None:
+        try:
+            return at.tz_localize(tz, ambiguous="raise", nonexistent="raise")
+        except Exception as exc:  # noqa: BLE001 - pytz's AmbiguousTimeError is no ValueError
+            raise ConfigError(
+                f"`{name}` {value!r} is not one instant in the data's zone {tz} ({exc}); "
+                "give it a UTC offset, e.g. '2024-10-27 01:30+01:00'."
+            ) from None
+    if at.tz is None:
+        return at
+    if tz is None:
+        raise ConfigError(
+            f"`{name}` has a UTC offset ({value!r}) but the time column is naive (no zone): "
+            f"drop the offset, or give the data's timestamps their offsets too."
+        )
+    return at.tz_convert(tz)
 
 
 def _parse_times(col: pd.Series, name: str, index: pd.Index) -> tuple[np.ndarray, Any]:
@@ -311,7 +390,9 @@ def _sort_order(r: Rows, policy: ValidationPolicy) -> np.ndarray:
     return np.lexsort((r.times, r.codes))
 
 
-def _apply_grid(out, grid: Grid, r: Rows, schema: SeriesSchema, policy) -> pd.DataFrame:
+def _apply_grid(
+    out, grid: Grid, r: Rows, schema: SeriesSchema, policy, inferred: Calendar | None
+) -> pd.DataFrame:
     if grid.off.any():
         raise DataValidationError(
             f"Column {r.time_col!r}: {int(grid.off.sum())} timestamps are off the grid of "
@@ -330,13 +411,11 @@ def _apply_grid(out, grid: Grid, r: Rows, schema: SeriesSchema, policy) -> pd.Da
                 ks = k[i - 1] + np.arange(1, min(k[i] - k[i - 1], SHOW + 1))
                 stamps += [r.ts(t) for t in grid.times_at(ks, np.full(len(ks), i - 1))]
             parts.append(f"series {r.labels[c]!r} misses {int(total)}, first {stamps[:SHOW]}")
-        regular = policy.calendar == "regular"
-        inferred = " (inferred)" if regular and schema.freq is None else ""
-        trading = "; for trading days use calendar='observed'" if regular else ""
         raise DataValidationError(
             f"Column {r.time_col!r}: {int(lost.sum())} timestamps missing on the grid of "
-            f"{grid.name}{inferred}; {'; '.join(parts)}. Fill them with ValidationPolicy("
-            f"gaps='ffill' or 'interpolate') or mark them with gaps='segment'{trading}."
+            f"{grid.name}{_origin(schema, policy, inferred)}; {'; '.join(parts)}. Fill them "
+            f"with ValidationPolicy(gaps='ffill' or 'interpolate') or mark them with "
+            f"gaps='segment'{_calendar_hint(policy, inferred)}."
         )
     if policy.gaps in ("ffill", "interpolate") and after_gap.any():
         return fill_gaps(out, grid, r, schema, policy.gaps)
@@ -345,6 +424,32 @@ def _apply_grid(out, grid: Grid, r: Rows, schema: SeriesSchema, policy) -> pd.Da
         run = np.cumsum(after_gap)
         out[SEGMENT_COL] = run - r.per_row(run[r.starts])
     return out.reset_index(drop=True)
+
+
+def _origin(schema: SeriesSchema, policy: ValidationPolicy, inferred: Calendar | None) -> str:
+    if inferred is not None:
+        return " (inferred from the history)"
+    return " (inferred)" if policy.calendar == "regular" and schema.freq is None else ""
+
+
+def _calendar_hint(policy: ValidationPolicy, inferred: Calendar | None) -> str:
+    """Missing days are often holidays: name the calendar key that would skip them."""
+    if inferred is not None:
+        spec = {k: v for k, v in inferred.to_dict().items() if k in ("open", "close")}
+        spec["days"] = inferred.day_names
+        shown = ", ".join(f"{k}: {v!r}" for k, v in spec.items())
+        return (
+            f"; if those are holidays, say the calendar: data.calendar: {{{shown}, "
+            f"holidays: <country code>}}, or an exchange such as XNYS"
+        )
+    if policy.calendar != "regular":
+        return ""
+    return (
+        "; if the series follows a calendar, say which: data.calendar: business (or "
+        "{days: Mon-Fri, holidays: US}), opening hours {open: '09:30', close: '16:00', "
+        "days: Mon-Fri}, or an exchange such as XNYS (for trading days, "
+        "calendar='observed' also works)"
+    )
 
 
 def _check_length(out: pd.DataFrame, schema: SeriesSchema, labels, min_length) -> None:

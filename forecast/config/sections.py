@@ -16,6 +16,7 @@ from forecast.config.checks import check_bool
 from forecast.evaluation.baselines import BASELINES
 from forecast.evaluation.classical import CLASSICAL
 from pipelines import datasets
+from pipelines.calendars import Calendar
 from pipelines.errors import ConfigError, did_you_mean
 from pipelines.features import FeatureSpec
 from pipelines.validate import ValidationPolicy
@@ -38,6 +39,11 @@ class DataConfig:
         last_n: keep the last `last_n` rows of each series (quick runs, CI).
         validation: `pipelines.validate.ValidationPolicy` fields; overrides the dataset's.
         features: `pipelines.features.FeatureSpec` fields.
+        calendar: the calendar the series follow (`pipelines.calendars.Calendar.from_spec`):
+            ``regular``, ``business``, an exchange such as ``XNYS``, working days
+            ``{days: Mon-Fri, holidays: US}`` or opening hours ``{open: "09:30", close:
+            "16:00", days: Mon-Fri, holidays: US}``. None: the dataset's, else opening
+            hours inferred from intraday history, else the regular grid.
     """
 
     dataset: str | None = None
@@ -49,8 +55,11 @@ class DataConfig:
     last_n: int | None = None
     validation: dict[str, Any] = field(default_factory=dict)
     features: FeatureSpec = field(default_factory=FeatureSpec)
+    calendar: str | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.calendar is not None:
+            Calendar.from_spec(self.calendar, "data.calendar")  # fail at load, not in training
         if (self.dataset is None) == (self.path is None):
             raise ConfigError(
                 "Set exactly one of `data.dataset` (a bundled dataset) and `data.path` "

@@ -133,7 +133,7 @@ def run_backtest(
     mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
     source = source or load_source(config.data)
     frame, schema, freq = featurize(
-        source.frame, source.schema, source.policy, config.data.features
+        source.frame, source.schema, source.policy, config.data.features, source.calendar
     )
     splits = fold_splits(frame, schema, config)  # bad fold settings fail before any run
     with tracked_run(

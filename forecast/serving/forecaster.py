@@ -23,6 +23,7 @@ from forecast.data import featurize, to_original
 from forecast.evaluation.calibration import correcting_windows, recalibrate
 from forecast.evaluation.scoring import predict_windows
 from forecast.serving.artifacts import ModelLoadError, check_keras_file, read_json
+from pipelines.calendars import REGULAR, Calendar
 from pipelines.errors import DataValidationError
 from pipelines.features import FeatureSpec, future_features
 from pipelines.scale import SeriesScaler
@@ -90,6 +91,7 @@ class PipelineState:
     quantiles: tuple[float, ...] = ()
     calibration_windows: int = 0  # K of `forecast.evaluation.calibration`; 0 = off
     transform: TargetTransform = TargetTransform()  # log / Box-Cox before the scaler
+    calendar: Calendar = REGULAR  # states saved before calendars: the regular grid
 
     def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
         """History rows in the model's units: target transform, then scaler."""
@@ -112,6 +114,7 @@ class PipelineState:
             "quantiles": list(self.quantiles),
             "calibration_windows": self.calibration_windows,
             "transform": self.transform.to_dict(),
+            "calendar": self.calendar.to_dict(),
         }
 
     @classmethod
@@ -133,6 +136,7 @@ class PipelineState:
             transform=TargetTransform.from_dict(d["transform"])
             if "transform" in d
             else TargetTransform(),
+            calendar=Calendar.from_dict(d.get("calendar")),
         )
 
     @property
@@ -226,7 +230,7 @@ class Forecaster:
         st = self.state
         history, future_raw = self._split_rows(frame)
         self._check_lengths(history)
-        hist, schema, _ = featurize(history, st.raw_schema, st.policy, st.features)
+        hist, schema, _ = featurize(history, st.raw_schema, st.policy, st.features, st.calendar)
         if tuple(schema.input_columns) != tuple(st.schema.input_columns):
             raise DataValidationError(
                 f"The history produced features {list(schema.input_columns)}, but the model "
@@ -403,9 +407,10 @@ class Forecaster:
         freq = self.state.freq or self.state.raw_schema.freq
         if freq is None:
             raise DataValidationError("The model has no frequency to extend the timeline.")
-        offset = pd.tseries.frequencies.to_offset(freq)
-        h = self.state.window.horizon
-        return {sid: pd.date_range(t + offset, periods=h, freq=offset) for sid, t in last.items()}
+        # The next sessions/slots of the series' calendar, so that the horizon's calendar
+        # features and the returned timestamps are the data's real future ones.
+        h, cal = self.state.window.horizon, self.state.calendar
+        return {sid: cal.next_times(t, h, freq) for sid, t in last.items()}
 
     def _future_frame(
         self,

@@ -174,7 +174,9 @@ def example_history(forecaster: Forecaster, *, rows: int | None = None) -> pd.Da
     full = st.window.lookback + st.features.warmup + st.calibration_rows
     n_hist = rows if rows is not None else full
     n_future = st.window.horizon if raw.future_covariates else 0
-    times = pd.date_range(_EXAMPLE_START, periods=n_hist + n_future, freq=freq).as_unit("ns")
+    # On the model's calendar: a sessions model refuses timestamps outside its sessions.
+    times = st.calendar.times_from(pd.Timestamp(_EXAMPLE_START), n_hist + n_future, freq)
+    times = times.as_unit("ns")
     frame = pd.DataFrame({raw.time_col: times})
     if raw.id_col is not None:
         known = [s for s in st.scaler.series_ids_ if s is not None]

@@ -141,6 +141,7 @@ def train_model(
         quantiles=tuple(config.model.quantiles),
         calibration_windows=config.calibration.windows,
         transform=prepared.transform,
+        calendar=prepared.calendar,
     )
     return Fitted(
         model=model,

@@ -17,6 +17,7 @@ EXPECTED = {
     # name: (rows, n_series, first timestamp, last timestamp)
     "elecdemand": (17520, 1, "2014-01-01 00:00", "2014-12-31 23:30"),
     "eustockmarkets": (4 * 1860, 4, "1991-07-01", "1998-08-14"),
+    "pizzaplace": (4 * 365 * 12, 4, "2015-01-01 11:00", "2015-12-31 22:00"),
     "sp500": (16607, 1, "1950-01-03", "2015-12-31"),
     "sunspots": (2820, 1, "1749-01-01", "1983-12-01"),
 }
@@ -50,7 +51,7 @@ def test_shape_span_order_and_validation(loaded, name):
         assert frame[col].dtype == np.float64 and np.isfinite(frame[col]).all()
     per_series = frame.groupby(schema.id_col).size() if schema.id_col else pd.Series([rows])
     assert len(per_series) == n_series
-    out = validate(frame, schema, policy=ds.policy)  # the dataset passes its own policy
+    out = validate(frame, schema, policy=ds.policy, calendar=ds.calendar)  # its own rules
     assert len(out) == rows
     assert out.attrs["freq"] == schema.freq
 
@@ -130,7 +131,7 @@ BAD_NAMES = [
     (
         "iris",
         "Unknown dataset 'iris'. Available datasets: "
-        "['elecdemand', 'eustockmarkets', 'sp500', 'sunspots']",
+        "['elecdemand', 'eustockmarkets', 'pizzaplace', 'sp500', 'sunspots']",
     ),
     ("", "Unknown dataset ''."),
     ("sp500 ", "Did you mean 'sp500'?"),
@@ -146,3 +147,17 @@ def test_unknown_dataset_names_get_a_did_you_mean(name, text):
     with pytest.raises(ConfigError) as info:
         datasets.load(name)
     assert text in str(info.value)
+
+
+def test_pizzaplace_counts_every_pizza_in_the_opening_hours_only(loaded):
+    ds = loaded["pizzaplace"]
+    frame = ds.frame
+    assert frame["pizzas"].sum() == 49574  # one source row per pizza sold
+    hours = frame["timestamp"].dt.hour
+    assert sorted(hours.unique()) == list(range(11, 23))  # 11:00 .. 22:00, 12 slots a day
+    assert ds.calendar.describe() == "working days Mon-Sun 11:00-23:00"
+    christmas = frame[frame["timestamp"].dt.strftime("%m-%d") == "12-25"]
+    assert len(christmas) == 4 * 12 and (christmas["pizzas"] == 0).all()  # closed: 0 sold
+    # Without the dataset's calendar, validation infers the same opening hours.
+    inferred = validate(frame, ds.schema, policy=ds.policy)
+    assert inferred.attrs["calendar"] == ds.calendar.to_dict()

@@ -28,6 +28,9 @@ SP500 = REPO_ROOT / "configs" / "sp500.yaml"
         ),
         ("tracking.promote_metric=val_mas", "Did you mean 'val_mase'?"),
         ("data.dataset=sunspot", "Unknown dataset 'sunspot' in `data.dataset`. Did you mean"),
+        ("data.calendar=XNYZ", "`data.calendar` 'XNYZ' is neither 'regular', 'business' nor"),
+        ("data.calendar={days: Mon-Fry}", "`data.calendar.days` must be 'business', 'all'"),
+        ("data.calendar={holidays: XX}", "`data.calendar.holidays` must be a country code"),
     ],
 )
 def test_bad_values_fail_when_the_config_loads(override, message):
