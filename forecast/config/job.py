@@ -90,7 +90,7 @@ class ForecastConfig:
             )
         if self.tracking.register and self.tracking.registered_model is None:
             # The job name is the registry name then: refuse it now, not after training.
-            check_model_name("name (the registered model name)", self.name)
+            check_model_name("name", self.name)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastConfig:

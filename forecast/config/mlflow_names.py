@@ -28,30 +28,30 @@ def check_alias(name: str, value: Any) -> None:
     if not isinstance(value, str) or not _ALIAS.match(value) or len(value) > MAX_ALIAS_LENGTH:
         raise ConfigError(
             f"`{name}` may only contain letters, digits, '_' and '-' (at most "
-            f"{MAX_ALIAS_LENGTH} characters; MLflow's alias rule). Received: {value!r}"
+            f"{MAX_ALIAS_LENGTH} characters; MLflow's alias rule). Received: {name}={value!r}"
         )
     if _RESERVED_ALIAS.match(value):
         raise ConfigError(
             f"`{name}` must not be 'latest' or 'v<number>': MLflow reserves them for versions "
-            f"(models:/NAME@latest). Received: {value!r}"
+            f"(models:/NAME@latest). Received: {name}={value!r}"
         )
 
 
 def check_model_name(name: str, value: Any) -> None:
     """Raise ConfigError unless `value` is a registered-model name MLflow accepts."""
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"`{name}` must be a non-empty string. Received: {value!r}")
+        raise ConfigError(f"`{name}` must be a non-empty model name. Received: {name}={value!r}")
     bad = [c for c in ("/", ":") if c in value]
     if bad:
         raise ConfigError(
             f"`{name}` must not contain {bad} (MLflow refuses '/' and ':' in registered model "
-            f"names: they separate the parts of models:/NAME@ALIAS). Received: {value!r}"
+            f"names: they separate the parts of models:/NAME@ALIAS). Received: {name}={value!r}"
         )
     norm = posixpath.normpath(value)
     if norm != value or norm in (".", "..") or norm.startswith(".."):
         raise ConfigError(
             f"`{name}` must not be '.', '..' or change when read as a file path (MLflow stores "
-            f"models under their name). Received: {value!r}"
+            f"models under their name). Received: {name}={value!r}"
         )
 
 
@@ -87,14 +87,16 @@ def check_store_uri(name: str, value: str) -> None:
         if value.strip().lower().startswith("sqlite:"):
             raise ConfigError(
                 f"`{name}` must look like sqlite:///relative/path.db or "
-                f"sqlite:////absolute/path.db. Received: {value!r}"
+                f"sqlite:////absolute/path.db. Received: {name}={value!r}"
             )
         return
     if path.is_dir():
-        raise ConfigError(f"`{name}` names a folder, not a database file. Received: {value!r}")
+        raise ConfigError(
+            f"`{name}` names a folder, not a database file. Received: {name}={value!r}"
+        )
     folder = path.parent
     if not folder.is_dir():
         raise ConfigError(
             f"`{name}`: the folder {str(folder)!r} of the SQLite store does not exist; create it "
-            f"first (it is not created for you). Received: {value!r}"
+            f"first (it is not created for you). Received: {name}={value!r}"
         )
