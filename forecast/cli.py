@@ -129,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", **overrides)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
+    p = add(
+        "serve",
+        "Serve a model over HTTP: MLflow's scoring server (/invocations, /ping) behind a guard "
+        "that answers bad bodies with one-line 400s (forecast.serving.scoring_app).",
+        "forecast serve --model models:/elecdemand@champion --port 5000",
+    )
+    p.add_argument("--model", required=True, help="MLflow model URI or an MLflow model folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+
     add("datasets", "List the bundled real datasets.", "forecast datasets")
 
     p = add(
@@ -215,6 +226,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _predict(args)
     if args.command == "tune":
         return _tune(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "demo":
         _load_tensorflow()
         from forecast.jobs.demo import run_demo
@@ -323,10 +336,12 @@ def _predict(args: argparse.Namespace) -> int:
         return _predict_spark(args)
     if args.master is not None:
         raise UsageError("--master is a Spark setting: use it with --engine spark")
+    from forecast.model_uri import check_model_uri
     from pipelines.sources import write_frame
 
     out = _check_output(args.output, args.overwrite)
     history = _read_input(args.input)
+    check_model_uri(args.model)
     _load_tensorflow()
     from forecast.serving.batch import load_model, predict_frame
 
@@ -340,10 +355,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _predict_spark(args: argparse.Namespace) -> int:
     """Batch predict on Spark (`forecast.serving.spark`): the same rows as the local engine."""
+    from forecast.model_uri import check_model_uri
+
     if "://" not in args.input and not Path(args.input).exists():
         raise UsageError(f"input {args.input!r} not found: expected a Parquet file or folder")
     if "://" not in args.output and Path(args.output).exists() and not args.overwrite:
         raise UsageError(f"{args.output!r} exists; pass --overwrite to replace it")
+    check_model_uri(args.model)
     _load_tensorflow()
     try:
         from forecast.serving.spark import predict_parquet
@@ -368,6 +386,30 @@ def _predict_spark(args: argparse.Namespace) -> int:
         + (f" ({failed} series failed: see the `error` column)" if failed else "")
     )
     return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Download the model, then become uvicorn running the guarded MLflow scoring app."""
+    from forecast.model_uri import check_model_uri
+
+    check_model_uri(args.model)
+    if not 0 < args.port < 65536 or args.workers < 1:
+        raise UsageError(
+            f"--port must be in 1..65535 and --workers >= 1. Received: --port {args.port} "
+            f"--workers {args.workers}"
+        )
+    from mlflow.artifacts import download_artifacts
+
+    from forecast.serving.scoring_app import MODEL_ENV
+
+    local = download_artifacts(artifact_uri=args.model)
+    env = {**os.environ, MODEL_ENV: local}
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "forecast.serving.scoring_app:create_app"]
+    cmd += ["--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)  # the server's PID and signals are this command's
+    return EXIT_OK  # pragma: no cover - execve does not return
 
 
 def _check_output(path: str, overwrite: bool) -> Path:

@@ -6,6 +6,7 @@ Loading a config imports no TensorFlow: a typo is reported in well under a secon
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import yaml
 
 from forecast.config.checks import check_keys
+from forecast.config.mlflow_names import check_model_name
 from forecast.config.model import ModelSpec, OptimizerSpec
 from forecast.config.sections import (
     BacktestConfig,
@@ -28,6 +30,9 @@ from pipelines.errors import ConfigError
 from pipelines.features import FeatureSpec
 from pipelines.window import WindowSpec
 
+# A config is a few kB; anything far larger is a data or model file given by mistake.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_NESTING = 100  # levels of flow brackets; a config needs three or four
 _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "split": SplitConfig,
@@ -83,6 +88,9 @@ class ForecastConfig:
                 f"with the forecasts of the K origins before it). Received: "
                 f"stride={self.window.stride}"
             )
+        if self.tracking.register and self.tracking.registered_model is None:
+            # The job name is the registry name then: refuse it now, not after training.
+            check_model_name("name", self.name)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastConfig:
@@ -164,19 +172,73 @@ def apply_overrides(d: dict[str, Any], overrides: list[str] | tuple[str, ...]) -
             if not isinstance(nxt, dict):
                 raise ConfigError(f"Cannot set '{key}': '{part}' is not a section.")
             node = nxt
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _parse_yaml(raw, f"--set {key.strip()}={raw}")
     return out
+
+
+def _parse_yaml(text: str, what: str) -> Any:
+    """`yaml.safe_load`, with its errors as one line naming `what` and the position."""
+    if _flow_depth(text) > MAX_NESTING:  # PyYAML takes seconds on deep `[[[`, then recurses out
+        raise ConfigError(
+            f"{what} is not valid YAML: nested too deeply (more than {MAX_NESTING} levels of "
+            "[ and {)"
+        )
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} is not valid YAML: {_yaml_problem(err)}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{what} is not valid YAML: nested too deeply") from None
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of YAML flow brackets in `text` (brackets inside quotes count too)."""
+    depth = deepest = 0
+    for char in re.sub(r"[^\[\]{}]", "", text):
+        depth = depth + 1 if char in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: the problem and where it is."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def load_config(path: str | os.PathLike[str], overrides: tuple[str, ...] = ()) -> ForecastConfig:
     """Read, override and validate a YAML config file."""
     p = Path(path)
+    shown = repr(os.fspath(path))
+    if p.is_dir():
+        raise ConfigError(f"Config file {shown} is a folder; expected a YAML file.")
     if not p.is_file():
-        raise ConfigError(f"Config file not found: {os.fspath(path)!r}")
+        raise ConfigError(f"Config file not found: {shown}")
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"Config file {shown} is {size:,} bytes; a YAML config is at most "
+            f"{MAX_CONFIG_BYTES:,} (is it a data or model file?)."
+        )
+    data = p.read_bytes()
+    if b"\0" in data:
+        raise ConfigError(
+            f"Config file {shown} is a binary file (it holds NUL bytes); expected YAML text."
+        )
     try:
-        d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"Config file {os.fspath(path)!r} is not valid YAML: {err}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"Config file {shown} is not UTF-8 text (byte {data[err.start]:#04x} at offset "
+            f"{err.start}); expected a YAML file."
+        ) from None
+    d = _parse_yaml(text, f"Config file {shown}")
     if not isinstance(d, dict):
-        raise ConfigError(f"Config file {os.fspath(path)!r} must hold a mapping at the top.")
+        got = "nothing (the file is empty)" if d is None else f"a {type(d).__name__}"
+        raise ConfigError(
+            f"Config file {shown} must hold a mapping of sections (name, data, window, ...) at "
+            f"the top; it holds {got}."
+        )
     return ForecastConfig.from_dict(apply_overrides(d, overrides))

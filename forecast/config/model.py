@@ -34,6 +34,12 @@ OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
 LOSSES = ("mse", "mae", "huber")
 METRICS = ("mae", "mse", "rmse")
+# Gate blocks per recurrent cell: weights per unit are gates * (inputs + units + 1).
+_GATES = {"lstm": 4, "peephole_lstm": 4, "gru": 3, "rnn": 1}
+# The most recurrent weights a spec may ask for: 1e8 float32 weights are 0.4 GB, 1.6 GB with
+# their gradients and Adam's two moments; far past what this package's models need (a
+# 2x1024 LSTM has 1.3e7), and `units=[100000000]` fails here instead of as a TensorFlow OOM.
+MAX_WEIGHTS = 100_000_000
 
 
 class _Spec:
@@ -182,6 +188,7 @@ class ModelSpec(_Spec):
                 f"`ensemble` must be between 1 and {MAX_ENSEMBLE} (models trained one after "
                 f"the other). Received: ensemble={self.ensemble}"
             )
+        _check_size(self)
         if self.unroll and self.mode != "static":
             raise ConfigError(
                 "`unroll=True` needs a fixed time dimension, i.e. mode='static'. "
@@ -192,6 +199,36 @@ class ModelSpec(_Spec):
                 "`recurrent_initializer='identity'` is the IRNN initialization for cell='rnn' "
                 f"only. Received: recurrent_initializer='identity', cell={self.cell!r}"
             )
+
+
+def recurrent_weights(spec: ModelSpec) -> int:
+    """A lower bound on the weights of `spec`'s recurrent encoder, known before any data.
+
+    Each layer has ``gates * (inputs + units + 1) * units`` weights per direction (kernel,
+    recurrent kernel, bias); the first layer is counted with one input feature and the heads
+    are left out, since both grow with the data.
+    """
+    gates = _GATES[spec.cell]
+    directions = 2 if spec.bidirectional else 1
+    widen = directions if spec.merge_mode == "concat" else 1
+    total, inputs = 0, 1
+    for units in spec.units:
+        total += directions * gates * (inputs + units + 1) * units
+        inputs = units * widen
+    return total
+
+
+def _check_size(spec: ModelSpec) -> None:
+    """Refuse a model far too large to build, before TensorFlow tries to allocate it."""
+    n = recurrent_weights(spec)
+    if n > MAX_WEIGHTS:
+        gb = n * 4 * 4 / 1e9  # float32 weights, gradients and two Adam moments
+        raise ConfigError(
+            f"`model.units` asks for at least {n:.3g} recurrent weights (~{gb:.3g} GB to train), more "
+            f"than the limit of {MAX_WEIGHTS:.0e} (MAX_WEIGHTS in forecast/config/model.py). "
+            f"Received: units={list(spec.units)}, cell={spec.cell!r}, "
+            f"bidirectional={spec.bidirectional}"
+        )
 
 
 def _check_halflife(spec: ModelSpec) -> None:

@@ -13,6 +13,12 @@ from typing import Any
 import pandas as pd
 
 from forecast.config.checks import check_bool
+from forecast.config.mlflow_names import (
+    check_alias,
+    check_experiment_name,
+    check_model_name,
+    check_store_uri,
+)
 from forecast.evaluation.baselines import BASELINES
 from forecast.evaluation.classical import CLASSICAL
 from pipelines import datasets
@@ -305,6 +311,13 @@ class TrackingConfig:
                     f"`tracking.{name}` must be a non-empty string or null. "
                     f"Received: {name}={value!r}"
                 )
+        if self.tracking_uri is not None:
+            check_store_uri("tracking.tracking_uri", self.tracking_uri)
+        if self.experiment is not None:
+            check_experiment_name("tracking.experiment", self.experiment)
+        if self.registered_model is not None:
+            check_model_name("tracking.registered_model", self.registered_model)
+        check_alias("tracking.alias", self.alias)
         if self.promote_metric not in PROMOTE_METRICS:
             raise ConfigError(
                 f"`tracking.promote_metric` must be a validation metric, one of "

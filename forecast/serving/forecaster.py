@@ -23,6 +23,7 @@ from forecast.data import featurize, to_original
 from forecast.evaluation.calibration import correcting_windows, recalibrate
 from forecast.evaluation.scoring import predict_windows
 from forecast.serving.artifacts import ModelLoadError, check_keras_file, read_json
+from forecast.serving.input_range import check_in_range
 from pipelines.calendars import REGULAR, Calendar
 from pipelines.errors import DataValidationError
 from pipelines.features import FeatureSpec, future_features
@@ -240,6 +241,7 @@ class Forecaster:
         last = self._last_times(hist)
         st.scaler.series_index(last.index)  # unknown series -> clear error
         scaled = st.encode(hist)
+        check_in_range(hist, scaled, st.scaler, self._ids(hist), time_col=schema.time_col)
         times = self._future_times(last)
         future = self._future_frame(last, times, future_raw) if schema.future_covariates else None
         windows = inference_windows(scaled, schema, st.window, future=future)

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -44,6 +45,7 @@ from forecast.serving.forecaster import (
 )
 from pipelines.errors import ConfigError, DiskFullError, ForecastError, is_disk_full
 
+_log = logging.getLogger(__name__)
 FORECASTER_ARTIFACT = "forecaster"
 WARMUP_ARTIFACT = "warmup"
 # The models-from-code file MLflow copies into every logged model and runs at load time.
@@ -106,7 +108,31 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         try:
             return self._forecaster.predict(model_input)
         except ForecastError as exc:
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+            raise RequestError(str(exc)) from exc
+
+
+class RequestError(MlflowException):
+    """A bad request (HTTP 400) whose message stays ours when MLflow's server reports it.
+
+    The scoring server rewrites the message of a failed predict to ``Failed to predict data
+    '<the whole input frame>'. Error: <message>`` (`mlflow.pyfunc.scoring_server.invocations`),
+    so a client's first line is a frame repr. The message is set once, in ``__init__``; the
+    rewrite is logged at debug level and dropped.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        if hasattr(self, "_message"):
+            _log.debug("Kept the request error's message; MLflow's was %.200s", value)
+            return
+        self._message = value
 
 
 def pip_requirements() -> list[str]:
@@ -181,9 +207,12 @@ def example_history(forecaster: Forecaster, *, rows: int | None = None) -> pd.Da
     if raw.id_col is not None:
         known = [s for s in st.scaler.series_ids_ if s is not None]
         frame[raw.id_col] = known[0] if known else "example"
+    scaler = st.scaler
     for col in forecaster.required_columns:
         if col not in frame.columns:
-            frame[col] = 1.0
+            # The training centre where the scaler knows the column: in range for any model.
+            known = col in scaler.columns_
+            frame[col] = float(scaler.offset_[0, scaler.columns_.index(col)]) if known else 1.0
     if n_future:
         frame.loc[n_hist:, list(raw.targets)] = np.nan
     return frame

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 
 import mlflow
@@ -13,14 +12,11 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+from forecast.config.mlflow_names import check_alias, check_model_name
 from forecast.tracking.store import retry_busy
 from pipelines.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-
-# MLflow's alias rules (mlflow/utils/validation.py): "latest" and "v<digits>" are reserved.
-_ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -211,17 +207,8 @@ def _recorded_metric(client: MlflowClient, name: str, version: int, key: str) ->
 
 
 def _check_arguments(*, name: str, alias: str, metric_name: str, metric: float) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"`name` must be a non-empty model name. Received: name={name!r}")
-    if not isinstance(alias, str) or not _ALIAS_PATTERN.match(alias):
-        raise ConfigError(
-            f"`alias` may only contain letters, digits, '_' and '-'. Received: alias={alias!r}"
-        )
-    if _RESERVED_ALIAS.match(alias):
-        raise ConfigError(
-            f"`alias` must not be 'latest' or 'v<number>' (MLflow reserves them). "
-            f"Received: alias={alias!r}"
-        )
+    check_model_name("name", name)
+    check_alias("alias", alias)
     if not isinstance(metric_name, str) or not metric_name:
         raise ConfigError(f"`metric_name` must be a non-empty string. Received: {metric_name!r}")
     try:
