@@ -63,35 +63,59 @@ def _artifact_named(message: str) -> str:
 def predict_frame(model: Any, history: pd.DataFrame) -> pd.DataFrame:
     """Forecast rows for every series in `history`.
 
-    Files read as CSV hold timestamps as text; the model's signature says which columns are
-    times, and they are parsed here so the signature check accepts them.
+    `history` may be a file as pandas reads it: timestamps as text (UTC offsets kept),
+    integer value columns, extra columns (ignored). A `Forecaster` gets it coerced here by
+    `forecast.serving.coerce`; a pyfunc model logged by this package coerces it itself.
+    A model logged before that declares column types that MLflow enforces: its timestamps
+    are parsed and integer values widened here so that the check accepts them.
     """
-    history = _parse_times(model, history)
+    history = _coerced(model, history)
     out = model.predict(history)
     return out if isinstance(out, pd.DataFrame) else pd.DataFrame(out)
 
 
-def _parse_times(model: Any, history: pd.DataFrame) -> pd.DataFrame:
-    from mlflow.types import DataType
+def _coerced(model: Any, history: pd.DataFrame) -> pd.DataFrame:
+    from forecast.serving.coerce import coerce_request
+    from forecast.serving.forecaster import Forecaster
 
-    from pipelines.errors import DataValidationError
-    from pipelines.validate import parse_timestamps
+    if isinstance(model, Forecaster):
+        from forecast.serving.pyfunc import request_layout
+
+        return coerce_request(history, request_layout(model))
+    from forecast.serving.coerce import RequestLayout
+    from forecast.serving.pyfunc import INPUTS_METADATA
 
     metadata = getattr(model, "metadata", None)
-    schema = metadata.get_input_schema() if metadata is not None else None
-    if schema is None:
+    if metadata is None:
         return history
+    columns = (metadata.metadata or {}).get(INPUTS_METADATA)
+    if columns is not None:  # the model coerces too; here errors stay DataValidationErrors
+        return coerce_request(history, RequestLayout.from_columns(columns))
+    schema = metadata.get_input_schema()
+    return history if schema is None else _legacy_request(schema, history)
+
+
+def _legacy_request(schema: Any, history: pd.DataFrame) -> pd.DataFrame:
+    """`history` in the types an older model's signature declares (datetime, double)."""
+    from mlflow.types import DataType
+
+    from forecast.serving.coerce import RequestLayout, coerce_request
+    from pipelines.errors import DataValidationError
+
     times = [c.name for c in schema.inputs if c.type == DataType.datetime and c.name in history]
+    doubles = [c.name for c in schema.inputs if c.type == DataType.double and c.name in history]
     if not times:
         return history
-    history = history.copy()
-    for col in times:
-        parsed = parse_timestamps(history[col])
-        bad = parsed.isna() & history[col].notna()
-        if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise DataValidationError(
-                f"Column '{col}' must hold timestamps; row {row} has {history[col].iloc[row]!r}."
-            )
-        history[col] = parsed
+    layout = RequestLayout(time_col=times[0], id_col=None, value_columns=tuple(doubles))
+    coerced = coerce_request(history.reset_index(drop=True), layout)
+    history = history.reset_index(drop=True).copy()
+    for col in coerced.columns:
+        history[col] = coerced[col]
+    time = history[times[0]]
+    if getattr(time.dtype, "tz", None) is not None:
+        raise DataValidationError(
+            f"Column {times[0]!r} holds timestamps with a UTC offset ({time.iloc[0]}); this "
+            "model was logged by an earlier version of the package, whose signature takes "
+            "time-zone-naive timestamps only. Convert them (e.g. tz_convert(None)) or retrain."
+        )
     return history

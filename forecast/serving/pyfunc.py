@@ -36,6 +36,7 @@ from mlflow.types import ColSpec, DataType, Schema
 import forecast
 import pipelines
 from forecast.serving.artifacts import ModelLoadError
+from forecast.serving.coerce import RequestLayout, coerce_request
 from forecast.serving.forecaster import (
     SERIES_COL,
     STEP_COL,
@@ -47,6 +48,8 @@ from pipelines.errors import ConfigError, DiskFullError, ForecastError, is_disk_
 
 _log = logging.getLogger(__name__)
 FORECASTER_ARTIFACT = "forecaster"
+# MLmodel metadata key listing the input columns and their kinds (the signature has none).
+INPUTS_METADATA = "forecast_inputs"
 WARMUP_ARTIFACT = "warmup"
 # The models-from-code file MLflow copies into every logged model and runs at load time.
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -90,6 +93,7 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         # The first call traces the Keras predict function; pay for it before traffic arrives.
         forecaster.predict(request)
         self._forecaster = forecaster
+        self._layout = request_layout(forecaster)
 
     @property
     def forecaster(self) -> Forecaster:
@@ -101,12 +105,15 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         """Forecast rows for the history rows in `model_input` (see `Forecaster.predict`).
 
+        The request is first coerced by `forecast.serving.coerce.coerce_request`: text
+        timestamps, UTC offsets, integer values and extra columns are accepted.
+
         Raises:
             MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400 when served) with the
                 message of the `ForecastError` that the payload caused.
         """
         try:
-            return self._forecaster.predict(model_input)
+            return self._forecaster.predict(coerce_request(model_input, self._layout))
         except ForecastError as exc:
             raise RequestError(str(exc)) from exc
 
@@ -151,26 +158,38 @@ def pip_requirements() -> list[str]:
 
 
 def forecaster_signature(forecaster: Forecaster) -> ModelSignature:
-    """Explicit signature: history columns in, forecast rows out.
+    """Explicit signature: forecast rows out; no input schema, on purpose.
 
-    The time column is typed ``datetime``: the scoring server parses ISO strings of a JSON
-    request with ``pd.to_datetime`` and in-process callers pass ``datetime64`` columns
-    (time-zone-naive). Series ids are ``long`` when the model was fitted on integer ids,
-    else ``string``. Value columns are ``double``; a missing target (``null``) marks a
-    future row.
+    MLflow's schema enforcement refuses what a CSV read by pandas holds (integer value
+    columns, timestamps as text, UTC offsets) and warns on every request with an extra
+    column. The package decides instead: `ForecasterModel.predict` coerces the request
+    (`forecast.serving.coerce`) and answers 400 naming the column and row of what it cannot
+    read. The input columns and their kinds are recorded in the model's metadata
+    (`input_columns`).
     """
-    raw = forecaster.state.raw_schema
-    inputs = [ColSpec(DataType.datetime, raw.time_col)]
-    if raw.id_col is not None:
-        inputs.append(ColSpec(_id_type(forecaster), raw.id_col))
-    keys = (raw.time_col, raw.id_col)
-    inputs += [ColSpec(DataType.double, c) for c in forecaster.required_columns if c not in keys]
     types = {SERIES_COL: DataType.string, TIME_COL: DataType.datetime, STEP_COL: DataType.long}
     types[TARGET_COL] = DataType.string
     outputs = [
         ColSpec(types.get(col, DataType.double), col) for col in forecaster.state.output_columns
     ]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    return ModelSignature(inputs=None, outputs=Schema(outputs))
+
+
+def input_columns(forecaster: Forecaster) -> list[dict[str, str]]:
+    """The history columns of a request, in order, each with its kind (model metadata)."""
+    return request_layout(forecaster).to_columns()
+
+
+def request_layout(forecaster: Forecaster) -> RequestLayout:
+    """What `coerce_request` needs to know of `forecaster`'s inputs."""
+    raw = forecaster.state.raw_schema
+    keys = (raw.time_col, raw.id_col)
+    return RequestLayout(
+        time_col=raw.time_col,
+        id_col=raw.id_col,
+        value_columns=tuple(c for c in forecaster.required_columns if c not in keys),
+        integer_ids=_id_type(forecaster) == DataType.long,
+    )
 
 
 def _id_type(forecaster: Forecaster) -> DataType:
@@ -265,6 +284,7 @@ def log_forecaster(
                 artifacts={FORECASTER_ARTIFACT: str(saved), WARMUP_ARTIFACT: str(warmup)},
                 code_paths=[_package_dir(forecast), _package_dir(pipelines)],
                 signature=forecaster_signature(forecaster),
+                metadata={INPUTS_METADATA: input_columns(forecaster)},
                 input_example=example,
                 pip_requirements=pip_requirements(),
                 registered_model_name=registered_model_name,

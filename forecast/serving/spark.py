@@ -34,8 +34,9 @@ from pyspark.sql import types as T
 
 import forecast
 from forecast.serving.batch import load_model, predict_frame
+from forecast.serving.coerce import RequestLayout
 from forecast.serving.forecaster import SERIES_COL, STEP_COL, TARGET_COL, TIME_COL, Forecaster
-from forecast.serving.pyfunc import forecaster_signature
+from forecast.serving.pyfunc import INPUTS_METADATA, forecaster_signature, input_columns
 from pipelines.errors import ConfigError, DataValidationError, ForecastError
 
 log = logging.getLogger(__name__)
@@ -88,17 +89,19 @@ _Layout = namedtuple("_Layout", ["time_col", "id_col", "inputs", "outputs"])
 def model_layout(model_uri: str) -> _Layout:
     """Columns in and out, from the signature of an MLflow model (only ``MLmodel`` is read) or
     of a forecaster folder."""
-    if Path(model_uri).is_dir():  # the signature `log_forecaster` would give it
-        signature = forecaster_signature(Forecaster.load(model_uri))
+    if Path(model_uri).is_dir():  # the signature and inputs `log_forecaster` would give it
+        forecaster = Forecaster.load(model_uri)
+        signature, inputs = forecaster_signature(forecaster), input_columns(forecaster)
     else:
-        signature = mlflow.models.get_model_info(model_uri).signature
+        info = mlflow.models.get_model_info(model_uri)
+        signature, inputs = info.signature, (info.metadata or {}).get(INPUTS_METADATA)
     if signature is None or signature.outputs is None:
         raise ConfigError(f"Model {model_uri!r} has no output signature; log it with one.")
-    ins = signature.inputs.inputs
-    time_col = next(c.name for c in ins if c.type.name == "datetime")
-    id_col = ins[1].name if len(ins) > 1 and ins[1].type.name in ("string", "long") else None
+    if inputs is None:  # logged before the inputs moved to metadata: typed in the signature
+        inputs = [{"name": c.name, "type": c.type.name} for c in signature.inputs.inputs]
+    layout = RequestLayout.from_columns(inputs)
     outputs = tuple((c.name, c.type.name) for c in signature.outputs.inputs)
-    return _Layout(time_col, id_col, tuple(c.name for c in ins), outputs)
+    return _Layout(layout.time_col, layout.id_col, tuple(layout.columns), outputs)
 
 
 def spark_forecast(

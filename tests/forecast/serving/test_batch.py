@@ -109,7 +109,8 @@ def test_a_saved_folder_loads_as_a_forecaster(saved):
 
 def test_an_mlflow_uri_loads_the_logged_pyfunc_model(saved, served):
     assert isinstance(served, mlflow.pyfunc.PyFuncModel)
-    inputs = {c.name: c.type.name for c in served.metadata.get_input_schema().inputs}
+    assert served.metadata.get_input_schema() is None  # the package coerces, not MLflow
+    inputs = {c["name"]: c["type"] for c in served.metadata.metadata["forecast_inputs"]}
     assert inputs == {"timestamp": "datetime", "series": "string", "value": "double"}
     request = history(end=900)
     assert_same(predict_frame(served, request), saved.forecaster.predict(request))
@@ -124,15 +125,26 @@ def test_a_folder_without_pipeline_json_is_read_as_an_mlflow_model(tmp_path):
 # ----------------------------------------------------------------------------- predict_frame
 
 
-def test_text_timestamps_are_parsed_per_the_signature(saved, served):
+def test_a_csv_as_pandas_reads_it_is_forecast_like_the_typed_history(saved, served):
     request = history()
-    csv = as_csv(request)
-    assert not pd.api.types.is_datetime64_any_dtype(csv["timestamp"])
-    got = predict_frame(served, csv)
-    assert isinstance(got, pd.DataFrame)
-    assert_same(got, saved.forecaster.predict(request))
+    csv = as_csv(request.assign(value=request["value"].round().astype(np.int64), note="x"))
+    assert csv["timestamp"].dtype == object and csv["value"].dtype == np.int64
+    want = saved.forecaster.predict(request.assign(value=request["value"].round()))
+    for model in (served, saved.forecaster):
+        got = predict_frame(model, csv)
+        assert isinstance(got, pd.DataFrame)
+        assert_same(got, want)
     assert sorted(set(got["series"])) == ["CAC", "DAX", "FTSE", "SMI"]
-    assert csv["timestamp"].tolist() == as_csv(request)["timestamp"].tolist()  # left as given
+    assert csv["timestamp"].dtype == object and "note" in csv  # left as given
+
+
+def test_batch_predict_keeps_the_utc_offset_of_the_history(saved, served):
+    request = history(end=1000)
+    local = request.assign(timestamp=request["timestamp"].dt.tz_localize("-05:00"))
+    got = predict_frame(served, as_csv(local))
+    want = saved.forecaster.predict(request)
+    assert (got["timestamp"] == want["timestamp"].dt.tz_localize("-05:00")).all()
+    np.testing.assert_allclose(got["forecast"], want["forecast"], rtol=0, atol=TOL)
 
 
 def test_a_forecaster_reads_text_timestamps_itself(saved):
@@ -148,7 +160,8 @@ def test_a_bad_timestamp_is_named_with_its_row(served, row):
     with pytest.raises(DataValidationError) as err:
         predict_frame(served, csv)
     assert str(err.value) == (
-        f"Column 'timestamp' must hold timestamps; row {row} has 'not a date'."
+        f"Column 'timestamp' must hold a timestamp such as '2020-01-31 12:30' in every row; "
+        f"row {row} has 'not a date' (1 such rows)."
     )
 
 
@@ -159,3 +172,19 @@ def test_timestamps_written_in_two_iso_forms_are_both_read(saved, served):
     later = np.arange(len(csv)) >= len(csv) // 2
     csv.loc[later, "timestamp"] = csv.loc[later, "timestamp"] + " 00:00:00"
     assert_same(predict_frame(served, csv), saved.forecaster.predict(request))
+
+
+def test_forecast_predict_exits_2_naming_the_column_and_row_it_cannot_read(saved, tmp_path, capsys):
+    from forecast.cli import main
+
+    csv = as_csv(history())
+    csv.loc[5, "value"] = "n/a?"
+    csv.to_csv(tmp_path / "history.csv", index=False)
+    args = ["predict", "--model", str(saved.folder), "--input", str(tmp_path / "history.csv")]
+    assert main([*args, "--output", str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "forecast: error: Column 'value' must hold a number in every row; row 5 has 'n/a?' "
+        "(1 such rows)."
+    )
+    assert not (tmp_path / "out.csv").exists()

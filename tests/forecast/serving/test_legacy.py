@@ -4,6 +4,7 @@ exactly as they did."""
 
 from __future__ import annotations
 
+import io
 import sys
 import tarfile
 from pathlib import Path
@@ -55,3 +56,22 @@ def test_an_old_pickled_model_loads_with_todays_code_and_answers_the_same(legacy
     assert (pd.to_datetime(got["timestamp"]) == pd.to_datetime(want["timestamp"])).all()
     values = ["forecast", "p10", "p50", "p90"]
     np.testing.assert_allclose(got[values], want[values], rtol=0, atol=1e-6)
+
+
+def test_an_old_model_takes_a_csv_as_pandas_reads_it_in_batch_predict(legacy_model):
+    from forecast.serving.batch import predict_frame
+
+    before = list(sys.path)
+    try:
+        model = mlflow.pyfunc.load_model(str(legacy_model))
+    finally:
+        sys.path[:] = before
+    request = pd.read_parquet(FIXTURE / "request.parquet")
+    whole = request.assign(value=request["value"].round())
+    ints = whole.assign(value=whole["value"].astype(np.int64), note="x")
+    csv = pd.read_csv(io.StringIO(ints.to_csv(index=False)))
+    assert csv["value"].dtype == np.int64 and csv["timestamp"].dtype == object
+    got = predict_frame(model, csv)
+    want = model.predict(whole)
+    np.testing.assert_allclose(got["forecast"], want["forecast"], rtol=0, atol=1e-6)
+    assert (pd.to_datetime(got["timestamp"]) == pd.to_datetime(want["timestamp"])).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import io
 import json
 import os
 import subprocess
@@ -172,10 +173,12 @@ def assert_same_forecasts(got: pd.DataFrame, want: pd.DataFrame) -> None:
 # ----------------------------------------------------------------------------- the logged model
 
 
-def test_signature_is_explicit_history_in_forecast_rows_out(store, elec, stocks):
+def test_signature_is_explicit_forecast_rows_out_and_the_inputs_are_metadata(store):
     with use_store(store.uri):
         info = {n: get_model_info(f"models:/{n}@champion") for n in ("elec", "stocks")}
-    inputs = {s.name: s.type.name for s in info["elec"].signature.inputs.inputs}
+    # No input schema: MLflow's enforcement would refuse a CSV as pandas reads it.
+    assert info["elec"].signature.inputs is None
+    inputs = {c["name"]: c["type"] for c in info["elec"].metadata["forecast_inputs"]}
     assert inputs == {
         "timestamp": "datetime",
         "Demand": "double",
@@ -184,9 +187,40 @@ def test_signature_is_explicit_history_in_forecast_rows_out(store, elec, stocks)
     }
     outputs = [s.name for s in info["elec"].signature.outputs.inputs]
     assert outputs == ["series", "timestamp", "step", "target", "forecast", "p10", "p50", "p90"]
-    stock_inputs = {s.name: s.type.name for s in info["stocks"].signature.inputs.inputs}
+    stock_inputs = {c["name"]: c["type"] for c in info["stocks"].metadata["forecast_inputs"]}
     assert stock_inputs == {"timestamp": "datetime", "series": "string", "value": "double"}
     assert [s.name for s in info["stocks"].signature.outputs.inputs][-1] == "forecast"
+
+
+def csv_as_read(request: pd.DataFrame) -> pd.DataFrame:
+    """`request` with whole-number covariates and an extra column, written to CSV and read
+    back by pandas: text timestamps, int64 columns, a column the model does not read."""
+    ints = {"Temperature": request["Temperature"].round().astype(np.int64)}
+    ints["WorkDay"] = request["WorkDay"].astype(np.int64)
+    buffer = io.StringIO(request.assign(**ints, note="x").to_csv(index=False))
+    return pd.read_csv(buffer)
+
+
+def test_a_csv_as_pandas_reads_it_is_served_like_the_typed_request(served, elec, caplog):
+    request = elec_request(end=1250)
+    csv = csv_as_read(request)
+    assert csv["timestamp"].dtype == object
+    assert csv["Temperature"].dtype == np.int64 and csv["WorkDay"].dtype == np.int64
+    with caplog.at_level("WARNING"):
+        got = served["elec"].predict(csv)
+    assert [r.getMessage() for r in caplog.records if "extra inputs" in r.getMessage()] == []
+    want = elec.predict(request.assign(Temperature=request["Temperature"].round()))
+    assert_same_forecasts(got, want)
+
+
+def test_a_utc_offset_is_kept_in_the_served_timestamps(served, elec):
+    request = elec_request(end=1250)
+    local = request.assign(timestamp=request["timestamp"].dt.tz_localize("+10:00"))
+    got = served["elec"].predict(local)
+    assert str(got["timestamp"].dt.tz) == "UTC+10:00"
+    want = elec.predict(request)  # the same wall times: the same calendar features
+    assert (got["timestamp"] == want["timestamp"].dt.tz_localize("+10:00")).all()
+    np.testing.assert_allclose(got["forecast"], want["forecast"], rtol=0, atol=TOL)
 
 
 def _installed(dist: str) -> str | None:
@@ -321,7 +355,7 @@ def _swap(frame: pd.DataFrame, i: int, j: int) -> pd.DataFrame:
 ELEC_BAD = {
     "missing column": (
         lambda r: r.drop(columns="Temperature"),
-        "Model is missing inputs ['Temperature']",
+        "The following columns are missing: ['Temperature']",
     ),
     "unsorted": (lambda r: _swap(r, 10, 11), "is not sorted by time"),
     "duplicate": (
@@ -339,7 +373,12 @@ ELEC_BAD = {
     ),
     "string in a numeric column": (
         lambda r: _set(r, 5, "Demand", "abc"),
-        "Failed to convert column Demand from type object to DataType.double",
+        "Column 'Demand' must hold a number in every row; row 5 has 'abc' (1 such rows).",
+    ),
+    "text that is no timestamp": (
+        lambda r: _set(r, 7, "timestamp", "soon"),
+        "Column 'timestamp' must hold a timestamp such as '2020-01-31 12:30' in every row; "
+        "row 7 has 'soon' (1 such rows).",
     ),
     "empty frame": (lambda r: r.iloc[:0], "The request holds no rows"),
     "too short": (
