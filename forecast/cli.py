@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_ID",
         help="continue a killed or failed train run of this config from its last epoch",
     )
+    p.add_argument(
+        "--refit-full",
+        action="store_true",
+        help="after scoring, refit on all rows and register that refit (training.refit=full)",
+    )
 
     p = add(
         "backtest",
@@ -261,7 +266,8 @@ def _datasets() -> int:
 def _train(args: argparse.Namespace) -> int:
     from forecast.config import load_config
 
-    config = load_config(args.config, tuple(args.overrides))
+    refit = ("training.refit=full",) if args.refit_full else ()
+    config = load_config(args.config, (*args.overrides, *refit))
     _open_store(config)
     _load_tensorflow()
     from forecast.jobs.train import train_job

@@ -80,6 +80,25 @@ class ForecastConfig:
                 f"(with 0.5), or set `calibration.windows: 0`. Received: "
                 f"windows={self.calibration.windows}, quantiles={list(self.model.quantiles)}"
             )
+        if self.split.validation == 0:
+            raise ConfigError(
+                "`split.validation: 0` leaves no validation part, which early stopping and "
+                "promotion (`tracking.promote_metric`) read: give it a fraction, a number of "
+                "steps or a start timestamp. To train the registered model on all rows, set "
+                "`training.refit: full`."
+            )
+        season, lookback = self.evaluation.season, self.window.lookback
+        if (
+            season is not None
+            and season >= lookback
+            and "seasonal_naive" in self.evaluation.baselines
+        ):
+            raise ConfigError(
+                f"`evaluation.season` ({season}) must be shorter than `window.lookback` "
+                f"({lookback}): the seasonal-naive baseline repeats the last season of each "
+                f"window. Set `window.lookback` above {season}, a shorter `evaluation.season`, "
+                "or leave 'seasonal_naive' out of `evaluation.baselines`."
+            )
         if self.calibration.windows and self.window.stride != 1:
             # With a stride the grid of earlier forecasts would start wherever a history
             # starts, so a served forecast would depend on how many rows a request sends.

@@ -103,6 +103,18 @@ class DataConfig:
                 f"Received: start={self.start!r}, end={self.end!r}"
             )
         ValidationPolicy.from_dict(dict(self.validation))  # fail early on bad policy keys
+        if (
+            self.path is not None
+            and self.validation.get("calendar") == "observed"
+            and not self.schema.get("freq")
+        ):
+            # The observed calendar infers no frequency, and a served model needs one to
+            # know its forecasts' timestamps: say so now, not after training.
+            raise ConfigError(
+                "`data.validation.calendar: observed` takes the grid from the data and infers "
+                "no frequency, so the model could not date its forecasts: set "
+                "`data.schema.freq` (e.g. 'B' for business days, 'h' for hours)."
+            )
 
 
 def _timestamp_text(name: str, value: Any) -> str | None:
@@ -126,7 +138,12 @@ def _timestamp_text(name: str, value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Chronological split: fractions of the calendar, step counts, or start timestamps."""
+    """Chronological split: fractions of the calendar, step counts, or start timestamps.
+
+    A YAML date (``test: 1958-01-01``, also from ``--set split.test=1958-01-01``) is kept as
+    its ISO text; text must parse as a timestamp. ``test: 0`` leaves no test part (the
+    validation part is then the last); fractions must leave training rows.
+    """
 
     validation: float | int | str = 0.15
     test: float | int | str = 0.15
@@ -134,11 +151,53 @@ class SplitConfig:
     def __post_init__(self) -> None:
         for name in ("validation", "test"):
             value = getattr(self, name)
-            if not isinstance(value, _SPLIT_VALUE) or isinstance(value, bool):
+            if isinstance(value, datetime.date):  # also datetime: YAML reads dates itself
+                object.__setattr__(self, name, value.isoformat())
+            elif isinstance(value, str):
+                object.__setattr__(self, name, _split_timestamp(name, value))
+            elif not isinstance(value, _SPLIT_VALUE) or isinstance(value, bool):
                 raise ConfigError(
                     f"`split.{name}` must be a fraction, a number of steps or a timestamp. "
                     f"Received: {name}={value!r}"
                 )
+            elif value < 0 or (isinstance(value, float) and not value < 1):
+                raise ConfigError(
+                    f"`split.{name}` must be a fraction in [0, 1), a number of steps >= 0 or a "
+                    f"timestamp. Received: {name}={value!r}"
+                )
+        fractions = [v for v in (self.validation, self.test) if isinstance(v, float)]
+        if sum(fractions) >= 1:
+            raise ConfigError(
+                "`split.validation` and `split.test` fractions must sum to less than 1 so that "
+                f"training keeps rows. Received: validation={self.validation!r}, "
+                f"test={self.test!r}"
+            )
+        if isinstance(self.validation, str) and isinstance(self.test, str):
+            try:
+                later = pd.Timestamp(self.validation) >= pd.Timestamp(self.test)
+            except TypeError:
+                raise ConfigError(
+                    "`split.validation` and `split.test` must both carry a UTC offset or "
+                    f"neither. Received: validation={self.validation!r}, test={self.test!r}"
+                ) from None
+            if later:
+                raise ConfigError(
+                    "`split.validation` must start before `split.test`. Received: "
+                    f"validation={self.validation!r}, test={self.test!r}"
+                )
+
+
+def _split_timestamp(name: str, value: str) -> str:
+    try:
+        parsed = pd.Timestamp(value.strip())
+    except (TypeError, ValueError):
+        parsed = pd.NaT
+    if pd.isna(parsed):
+        raise ConfigError(
+            f"`split.{name}` as text must be a timestamp such as '1958-01-01' or "
+            f"'2024-03-01 09:30'. Received: {name}={value!r}"
+        )
+    return value.strip()
 
 
 @dataclass(frozen=True)

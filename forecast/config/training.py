@@ -11,6 +11,8 @@ from pipelines.errors import ConfigError
 # `forecast.training.distribute.make_strategy` builds each one; named here so a config
 # is checked without importing TensorFlow.
 STRATEGIES = ("none", "mirrored", "multi_worker")
+# `training.refit`: which model a train job registers (`forecast.jobs.refit`).
+REFITS = ("none", "full")
 
 
 def check_strategy(name: Any) -> None:
@@ -39,6 +41,13 @@ class TrainConfig:
             ``mirrored`` (every visible GPU, else every logical CPU) or ``multi_worker``
             (the machines of the TF_CONFIG environment variable; one with Keras 3.15).
             `batch_size` is then the global batch, split evenly across the replicas.
+        refit: ``none`` registers the evaluated model (trained on the training part);
+            ``full`` then refits the same model on all rows (training, validation and test)
+            for the evaluated run's best epoch count, replaying its learning rates, and
+            registers that refit, whose run is a child of the evaluated one. The default is
+            ``none``: what is registered is then exactly what was scored, and a job trains
+            once; production jobs that want the latest history in the model set ``full``
+            (or pass ``forecast train --refit-full``).
     """
 
     epochs: int = 20
@@ -51,6 +60,7 @@ class TrainConfig:
     deterministic: bool = True
     verbose: str | int = "auto"
     strategy: str = "none"
+    refit: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -74,6 +84,7 @@ class TrainConfig:
                 f"`verbose` must be one of 'auto', 0, 1, 2. Received: verbose={self.verbose!r}"
             )
         check_strategy(self.strategy)
+        check_choice("training.refit", self.refit, REFITS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -94,6 +94,28 @@ def test_datasets_lists_the_bundled_data(tmp_path):
         ),
         (SMALL, ("backtest", "cfg.yaml", "--folds", "0"), "--folds must be >= 1"),
         (
+            SMALL,
+            ("train", "cfg.yaml", "--set", "evaluation.season=132", "--set", "window.lookback=132"),
+            "`evaluation.season` (132) must be shorter than `window.lookback` (132): the "
+            "seasonal-naive baseline repeats the last season of each window. Set "
+            "`window.lookback` above 132, a shorter `evaluation.season`, or leave "
+            "'seasonal_naive' out of `evaluation.baselines`.",
+        ),
+        (
+            {
+                "name": "sessions",
+                "data": {
+                    "path": "cfg.yaml",
+                    "schema": {"time_col": "t", "targets": "y"},
+                    "validation": {"calendar": "observed"},
+                },
+                "window": {"lookback": 8, "horizon": 2},
+            },
+            ("train", "cfg.yaml"),
+            "`data.validation.calendar: observed` takes the grid from the data and infers no "
+            "frequency, so the model could not date its forecasts: set `data.schema.freq`",
+        ),
+        (
             None,
             ("predict", "--model", "nowhere", "--input", "in.csv", "--output", "out.csv"),
             "input file 'in.csv' not found",

@@ -31,6 +31,22 @@ SP500 = REPO_ROOT / "configs" / "sp500.yaml"
         ("data.calendar=XNYZ", "`data.calendar` 'XNYZ' is neither 'regular', 'business' nor"),
         ("data.calendar={days: Mon-Fry}", "`data.calendar.days` must be 'business', 'all'"),
         ("data.calendar={holidays: XX}", "`data.calendar.holidays` must be a country code"),
+        ("training.refit=ful", "`training.refit` must be one of ['none', 'full']. Received: "),
+        (
+            "split.test=soon",
+            "`split.test` as text must be a timestamp such as '1958-01-01' or "
+            "'2024-03-01 09:30'. Received: test='soon'",
+        ),
+        ("split.test=-3", "`split.test` must be a fraction in [0, 1), a number of steps >= 0"),
+        (
+            "split.validation=0.9",
+            "`split.validation` and `split.test` fractions must sum to less than 1",
+        ),
+        (
+            "split.validation=0",
+            "`split.validation: 0` leaves no validation part, which early stopping and "
+            "promotion (`tracking.promote_metric`) read",
+        ),
     ],
 )
 def test_bad_values_fail_when_the_config_loads(override, message):
@@ -88,3 +104,16 @@ def test_classical_settings_round_trip():
     config = load_config(SP500, ("evaluation.classical=[mstl]", "evaluation.seasons=[336, 48]"))
     assert config.evaluation.classical == ("mstl",) and config.evaluation.seasons == (48, 336)
     assert ForecastConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_split_date_from_yaml_or_set_is_a_timestamp():
+    # `--set split.test=1958-01-01`: YAML reads a date object, kept as its ISO text.
+    config = load_config(SP500, ("split.test=1958-01-01", "split.validation=1957-01-01 09:30"))
+    assert (config.split.test, config.split.validation) == ("1958-01-01", "1957-01-01 09:30")
+    assert ForecastConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError) as err:
+        load_config(SP500, ("split.test=1958-01-01", "split.validation=1959-01-01"))
+    assert str(err.value) == (
+        "`split.validation` must start before `split.test`. Received: "
+        "validation='1959-01-01', test='1958-01-01'"
+    )
