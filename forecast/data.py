@@ -54,7 +54,8 @@ class Prepared:
         frame: validated, featurized frame in original units.
         split: chronological parts of `frame`.
         scaler: fitted on the training rows of `frame` only.
-        windows: scaled windows per part; targets of each part lie inside it.
+        windows: scaled windows per part; targets of each part lie inside it. A part
+            split off as 0 steps (``split.test: 0``) has no entry.
         freq: the data frequency, as validated.
         season: steps per season for seasonal naive and MASE.
         mase_scale: (S, T) in-sample seasonal-naive MAE per series, from training rows only.
@@ -222,10 +223,11 @@ def prepare_split(
             "of training history. Set `evaluation.season` or use more data."
         )
     if season >= spec.lookback and "seasonal_naive" in config.evaluation.baselines:
+        # An explicit `evaluation.season` was checked at load; this one comes from the data.
         raise ConfigError(
-            f"The season ({season} steps) must be shorter than `window.lookback` "
-            f"({spec.lookback}) for the seasonal-naive baseline; raise the lookback or set "
-            "`evaluation.season`."
+            f"The season of frequency {freq!r} ({season} steps) must be shorter than "
+            f"`window.lookback` ({spec.lookback}) for the seasonal-naive baseline: set "
+            f"`window.lookback` above {season} or a shorter `evaluation.season`."
         )
     windows = {}
     for part in PARTS:
@@ -241,6 +243,9 @@ def prepare_split(
             encoded, schema, spec, target_rows=target_rows, on_short="skip"
         )
     for part in PARTS:
+        if part != "train" and len(split.ranges.part(part)) == 0:
+            windows.pop(part, None)  # `split.test: 0`, or a refit on all rows
+            continue
         if part not in windows or len(windows[part]) == 0:
             raise DataValidationError(
                 f"The {part} part holds no complete window (lookback={spec.lookback}, "

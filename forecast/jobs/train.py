@@ -25,6 +25,7 @@ from forecast.evaluation.scoring import (
     wide,
 )
 from forecast.evaluation.seeds import seed_scores, spread_line, spread_metrics
+from forecast.jobs.refit import EVALUATED_RUN_TAG, REFIT_RUN_TAG, refit_full
 from forecast.tracking.recovery import RESUMED_TAG, checkpoint_dir, resumable_run
 from forecast.tracking.registry import PromotionResult, register_and_promote
 from forecast.tracking.runs import (
@@ -41,7 +42,7 @@ from forecast.tracking.store import open_store
 from forecast.training.checkpoint import checkpoint_epoch, remove_checkpoint
 from forecast.training.distribute import make_strategy
 from forecast.training.fitting import Fitted, train_model
-from pipelines.errors import DiskFullError, is_disk_full
+from pipelines.errors import ConfigError, DiskFullError, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,13 @@ class TrainOutcome:
     promotion: PromotionResult | None
     seeds: pd.DataFrame | None = None  # an ensemble's per-seed MASE (seed, part, mase)
     comparison: Comparison | None = None  # against the classical models, on test windows
+    refit: Fitted | None = None  # the model registered under `training.refit: full`
+    refit_run_id: str | None = None
+
+    @property
+    def scored_part(self) -> str:
+        """The last part scored: ``test``, or ``validation`` under ``split.test: 0``."""
+        return "test" if (self.scores["part"] == "test").any() else "validation"
 
     def table(self, part: str = "test") -> pd.DataFrame:
         """Model x metric on one part."""
@@ -73,24 +81,32 @@ class TrainOutcome:
 
     def report(self) -> str:
         """What a train job tells the user: test scores beside baselines, verdict, model."""
-        table = self.table("test")
+        part = self.scored_part
+        table = self.table(part)
         names = ("mase", "mae", "rmse", "smape", "coverage_80", "width_80")
         cols = [c for c in names if c in table]
         lines = [
-            f"Test scores (original units), run {self.run_id}:",
+            f"{part.capitalize()} scores (original units), run {self.run_id}:",
             table[cols].to_string(float_format=lambda v: f"{v:.4f}"),
         ]
         if self.comparison is not None:
             lines += [f"Against the classical baselines on {self.comparison.where}:"]
             lines += [classical_text(self.comparison.wide())]
         lines += [
-            self.verdict("test"),
+            self.verdict(part),
         ]
         if self.seeds is not None and "mase" in table:
             lines.append(spread_line(self.seeds, float(table.loc["model", "mase"])))
         lines += [
             f"model: {self.model_uri}",
         ]
+        if self.refit is not None:
+            lines.insert(
+                -1,
+                f"Registered: the refit on all rows (run {self.refit_run_id}, "
+                f"{self.refit.result.epochs_run} epochs); the scores above are the evaluated "
+                "model's.",
+            )
         if self.promotion is not None:
             lines.append(self.promotion.message)
         return "\n".join(lines)
@@ -195,7 +211,7 @@ def _scores(
 ) -> tuple[pd.DataFrame, Forecasts]:
     """Tidy scores on validation and test, and the model's test forecasts."""
     frames = []
-    for part in ("validation", "test"):
+    for part in (p for p in ("validation", "test") if p in prepared.windows):
         table, forecasts = score_part(
             fitted.model,
             prepared,
@@ -217,7 +233,7 @@ def _log_scores(scores: pd.DataFrame) -> dict[str, float]:
     return flat
 
 
-def _plot(prepared: Prepared, forecasts: Forecasts, part: str = "test") -> Any:
+def _plot(prepared: Prepared, forecasts: Forecasts, part: str) -> Any:
     """The last window of `part`: forecast, 80% interval and what happened."""
     windows = prepared.windows[part]
     i = len(windows) - 1
@@ -284,6 +300,12 @@ def train_job(
             mlflow.set_tag(RESUMED_TAG, str(checkpoint_epoch(checkpoints)))
         source = load_source(config.data)
         prepared = prepare(config, source)
+        if prepared.freq is None and getattr(config.data, "calendar", None) is None:
+            # Checked before training: the served model could not date its forecasts.
+            raise ConfigError(
+                "The data frequency is unknown (the observed calendar infers none): set "
+                "`data.schema.freq` (e.g. 'B' for business days, 'h' for hours)."
+            )
         log_dataset(
             prepared.frame,
             name=config.data.dataset or Path(str(config.data.path)).name,
@@ -321,7 +343,8 @@ def train_job(
             log_metrics(spread_metrics(seeds))
             log_table_csv(seeds, "seed_scores.csv")
         comparison = _compare(prepared, test_forecasts, config)
-        test_table = wide(scores[scores["part"] == "test"].drop(columns="part"))
+        last = "test" if "test" in prepared.windows else "validation"
+        test_table = wide(scores[scores["part"] == last].drop(columns="part"))
         said = verdict(test_table, returns=is_returns(prepared), comparison=comparison)
         mlflow.set_tag("forecast.verdict", said[:5000])  # MLflow caps tag values
         try:
@@ -330,8 +353,19 @@ def train_job(
             if not is_disk_full(exc):
                 raise
             raise DiskFullError(f"the artifacts of run {run.info.run_id}") from None
-        model_uri, promotion = _log_model(fitted, config, flat, register=register)
+        refit = refit_run_id = None
+        if config.training.refit == "full":
+            evaluated = _log_model(fitted, config, flat, register=False)[0]
+            mlflow.set_tag("forecast.evaluated_model", evaluated)
+            refit, refit_run_id, model_uri, promotion = _refit_and_register(
+                config, source, fitted, flat, register=register, callbacks=callbacks
+            )
+            mlflow.set_tag(REFIT_RUN_TAG, refit_run_id)
+        else:
+            model_uri, promotion = _log_model(fitted, config, flat, register=register)
         remove_checkpoint(checkpoints)  # the logged model holds the trained weights now
+        if promotion is not None:
+            mlflow.set_tag("forecast.promotion", promotion.message)
         return TrainOutcome(
             run_id=run.info.run_id,
             config=config,
@@ -342,13 +376,15 @@ def train_job(
             promotion=promotion,
             seeds=seeds,
             comparison=comparison,
+            refit=refit,
+            refit_run_id=refit_run_id,
         )
 
 
 def _compare(prepared: Prepared, forecasts: Forecasts, config: ForecastConfig) -> Comparison | None:
     """The classical comparison on the test windows, logged: metrics, table, verdict."""
-    if not config.evaluation.classical:
-        return None
+    if not config.evaluation.classical or "test" not in prepared.windows:
+        return None  # `split.test: 0`: the classical models are compared on test windows
     comparison = compare_classical(prepared, "test", forecasts, config.evaluation)
     log_metrics(comparison.metrics("test"))
     log_table_csv(comparison.table, "classical_scores.csv")
@@ -360,16 +396,52 @@ def _compare(prepared: Prepared, forecasts: Forecasts, config: ForecastConfig) -
     return comparison
 
 
+def _refit_and_register(
+    config: ForecastConfig,
+    source: Any,
+    evaluated: Fitted,
+    flat: dict[str, float],
+    *,
+    register: bool,
+    callbacks: tuple,
+) -> tuple[Fitted, str, str | None, PromotionResult | None]:
+    """The refit on all rows in a child run of the evaluated one, logged and registered with
+    the evaluated run's scores (it has no held-out part of its own)."""
+    parent = mlflow.active_run().info.run_id
+    with tracked_run(
+        experiment=config.experiment,
+        run_name=f"{config.name}-refit",
+        config=config.to_dict(),
+        tags={"forecast.job": "refit", EVALUATED_RUN_TAG: parent},
+        nested=True,
+    ) as child:
+        refit, prepared = refit_full(
+            config, source, evaluated, callbacks=[MlflowEpochLogger(), *callbacks]
+        )
+        mlflow.log_params(
+            {"data.rows": len(prepared.frame), "windows.train": len(prepared.windows["train"])}
+        )
+        mlflow.log_metrics({"epochs_run": refit.result.epochs_run})
+        model_uri, promotion = _log_model(refit, config, flat, register=register)
+        if promotion is not None:
+            mlflow.MlflowClient().set_model_version_tag(
+                config.registered_model, str(promotion.version), EVALUATED_RUN_TAG, parent
+            )
+            mlflow.set_tag("forecast.promotion", promotion.message)
+    return refit, child.info.run_id, model_uri, promotion
+
+
 def _log_artifacts(
     fitted: Fitted, prepared: Prepared, scores: pd.DataFrame, forecasts: Forecasts
 ) -> None:
+    part = "test" if "test" in prepared.windows else "validation"  # the part of `forecasts`
     mlflow.log_text(prepared.scaler.to_json(), "scaler.json")
     lines: list[str] = []
     fitted.model.network.summary(print_fn=lambda s, **_: lines.append(s))
     mlflow.log_text("\n".join(lines), "model_summary.txt")
     log_table_csv(scores, "scores.csv")
-    log_table_csv(per_step(prepared, "test", forecasts).reset_index(), "per_step.csv")
-    log_figure(_plot(prepared, forecasts), "forecast_vs_actual.png")
+    log_table_csv(per_step(prepared, part, forecasts).reset_index(), "per_step.csv")
+    log_figure(_plot(prepared, forecasts, part), "forecast_vs_actual.png")
 
 
 def _log_model(
@@ -390,5 +462,4 @@ def _log_model(
         metric_name=metric,
         alias=config.tracking.alias,
     )
-    mlflow.set_tag("forecast.promotion", promotion.message)
     return info.model_uri, promotion

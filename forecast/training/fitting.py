@@ -167,7 +167,8 @@ def _fit_one(
     """Seed, build and fit one model with the seed of `tc`."""
     replicas = strategy.num_replicas_in_sync
     seed_everything(tc.seed, deterministic=tc.deterministic)
-    train, val = prepared.windows["train"], prepared.windows["validation"]
+    # No validation part only for a refit on all rows (`forecast.jobs.refit`).
+    train, val = prepared.windows["train"], prepared.windows.get("validation")
     with strategy.scope():  # variables (weights, optimizer slots) mirror across replicas
         model = _compiled_model(config, prepared)
     bucket = config.window.dynamic
@@ -179,7 +180,11 @@ def _fit_one(
         bucket=bucket,
     )
     val_batch = max(tc.batch_size, 512 - 512 % replicas)  # a multiple of the replicas
-    val_ds = to_dataset(val, batch_size=even_batch_size(val_batch, len(val), replicas))
+    val_ds = (
+        None
+        if val is None
+        else to_dataset(val, batch_size=even_batch_size(val_batch, len(val), replicas))
+    )
     if config.model.head == "seq2seq":
         # Teacher forcing: the decoder sees the true previous targets during training only.
         train_ds = train_ds.map(lambda x, y: (with_teacher_targets(x, y), y))

@@ -79,7 +79,7 @@ def _verbosity(verbose: str | int) -> int:
 def fit(
     model: keras.Model,
     train_data: tf.data.Dataset,
-    val_data: tf.data.Dataset,
+    val_data: tf.data.Dataset | None,
     *,
     config: TrainConfig,
     checkpoint_dir: str | Path | None = None,
@@ -99,7 +99,8 @@ def fit(
     Args:
         model: a compiled `keras.Model`.
         train_data: batches of `(inputs, target)`.
-        val_data: validation batches, used for early stopping and checkpoints.
+        val_data: validation batches, used for early stopping and checkpoints; None fits
+            exactly ``config.epochs`` epochs (a refit on all rows).
         config: epochs, patience, seed and verbosity.
         checkpoint_dir: where the resume checkpoint lives; None for none.
         callbacks: extra callbacks, such as an MLflow logger.
@@ -120,7 +121,10 @@ def fit(
         patience=config.reduce_lr_patience,
         min_lr=config.min_lr,
     )
-    cbs: list[keras.callbacks.Callback] = [early, plateau, keras.callbacks.TerminateOnNaN()]
+    # Without validation data (a refit on all rows) nothing is watched: exactly `epochs` run
+    # (the checkpoint still records the two schedules, untouched).
+    watched = [early, plateau] if val_data is not None else []
+    cbs: list[keras.callbacks.Callback] = [*watched, keras.callbacks.TerminateOnNaN()]
     checkpoint = None
     initial_epoch = 0
     if checkpoint_dir is not None:

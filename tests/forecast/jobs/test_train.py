@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -9,12 +11,14 @@ import pytest
 from mlflow import MlflowClient
 
 from forecast.config import ForecastConfig
+from forecast.data import prepare
 from forecast.evaluation.classical import CLASSICAL
 from forecast.evaluation.scoring import model_forecasts
 from forecast.jobs.backtest import run_backtest
 from forecast.jobs.train import classical_verdict, train_job, verdict
 from pipelines import datasets
 from pipelines.errors import ConfigError
+from tests.conftest import use_store
 
 SMALL = {
     "name": "jobs_sunspots",
@@ -26,6 +30,7 @@ SMALL = {
     "evaluation": {"season": 12},
     "backtest": {"folds": 2, "test_steps": 12, "min_train": 120},
 }
+REFIT = {**SMALL["training"], "refit": "full"}  # the train job below also refits
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +38,11 @@ def outcome(tmp_path_factory):
     # One real training run shared by the assertions below (module scope: trained once).
     root = tmp_path_factory.mktemp("jobs")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    config = ForecastConfig.from_dict({**SMALL, "tracking": {"tracking_uri": uri}})
+    config = {**SMALL, "training": REFIT, "tracking": {"tracking_uri": uri}}
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        result = train_job(config)
+        result = train_job(ForecastConfig.from_dict(config))
     return result, uri
 
 
@@ -142,6 +147,55 @@ def test_registered_and_promoted(outcome):
     client = MlflowClient(uri, registry_uri=uri)
     version = client.get_model_version_by_alias("jobs_sunspots", "champion")
     assert int(version.version) == result.promotion.version
+
+
+def test_refit_on_all_rows_is_registered_and_linked_to_the_evaluated_run(outcome):
+    result, uri = outcome
+    client = MlflowClient(uri, registry_uri=uri)
+    parent = client.get_run(result.run_id)
+    metrics = parent.data.metrics
+    child = client.get_run(result.refit_run_id)
+    assert child.data.tags["mlflow.parentRunId"] == result.run_id
+    assert child.data.tags["forecast.evaluated_run"] == result.run_id
+    assert parent.data.tags["forecast.refit_run"] == result.refit_run_id
+    assert "Registered: the refit on all rows" in result.report()
+    # The evaluated run's best epoch count, with the learning rates those epochs had.
+    assert result.refit.result.epochs_run == result.fitted.result.best_epoch + 1
+    lrs = result.fitted.result.history["learning_rate"][: result.refit.result.epochs_run]
+    assert result.refit.result.history["learning_rate"] == pytest.approx(lrs)
+    # The champion is the refit, carrying the evaluated run's validation score.
+    version = client.get_model_version_by_alias("jobs_sunspots", "champion")
+    assert version.run_id == result.refit_run_id
+    assert version.tags["forecast.evaluated_run"] == result.run_id
+    assert float(version.tags["val_mase"]) == pytest.approx(metrics["val_mase"])
+    # Its scaler saw every row, the held-out ones included; the evaluated one only training rows.
+    values = datasets.load("sunspots").frame["value"].iloc[-360:]
+    refit_scaler = result.refit.forecaster.state.scaler
+    assert refit_scaler.offset_[0, 0] == pytest.approx(values.mean())
+    train_rows = len(result.prepared.split.train)
+    evaluated_scaler = result.fitted.forecaster.state.scaler
+    assert evaluated_scaler.offset_[0, 0] == pytest.approx(values.iloc[:train_rows].mean())
+    # Served, it forecasts the steps after the last row of the data.
+    with use_store(uri), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "path", list(sys.path))  # the model's code/ folder is put on it
+        served = mlflow.pyfunc.load_model("models:/jobs_sunspots@champion")
+    history = datasets.load("sunspots").frame.iloc[-60:]
+    got = served.predict(history)
+    want = result.refit.forecaster.predict(history)
+    np.testing.assert_allclose(got["forecast"], want["forecast"], rtol=0, atol=1e-5)
+    assert got["timestamp"].iloc[0] > history["timestamp"].iloc[-1]
+
+
+def test_a_split_without_a_test_part_scores_on_validation():
+    config = ForecastConfig.from_dict({**SMALL, "split": {"validation": 0.2, "test": 0}})
+    prepared = prepare(config)
+    assert sorted(prepared.windows) == ["train", "validation"]
+    described = prepared.split.describe()
+    assert described["test"]["steps"] == 0 and described["validation"]["steps"] == 72
+    last = prepared.split.frame["timestamp"].iloc[-1]
+    assert str(last) == described["validation"]["end"]  # validation runs to the last row
+    with pytest.raises(ConfigError, match="`split.validation: 0` leaves no validation part"):
+        ForecastConfig.from_dict({**SMALL, "split": {"validation": 0, "test": 0.2}})
 
 
 def test_failed_run_is_marked_failed(tmp_path):
