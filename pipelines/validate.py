@@ -11,6 +11,10 @@ series. What happens to each kind of problem is set by `ValidationPolicy`:
   the missing rows) or ``"segment"``: no row is inserted; an int column `SEGMENT_COL` numbers
   the gap-free runs of each series from 0, so that windows, which must never cross a gap, are
   cut per (series, segment).
+- ``leading`` (rows at the start of a series before its first row with every value finite):
+  ``"trim"`` (the default) drops them, so a panel whose series start at different dates
+  (NaN before each began) validates; ``"raise"`` treats them as any other NaN/inf. A series
+  with no complete row at all is dropped too.
 - ``calendar``: ``"regular"`` checks each series against `schema.freq` (or the frequency
   inferred with `pd.infer_freq`); ``"observed"`` takes the union of timestamps seen in the
   frame as the grid. Use it for trading days: with ``freq="B"`` and the regular calendar every
@@ -18,7 +22,7 @@ series. What happens to each kind of problem is set by `ValidationPolicy`:
   day is a gap only for a series missing it while another series has it.
 
 Interpolation is linear in grid steps; a trailing run is filled with the last value; a series
-that starts with NaN cannot be filled and raises. Columns outside the schema are carried
+that starts with NaN cannot be filled and raises (under ``leading="raise"``). Columns outside the schema are carried
 along: inserted rows copy them from the previous row (numbers are interpolated under
 ``"interpolate"``). Tz-aware time columns keep their time zone.
 """
@@ -60,6 +64,7 @@ _CHOICES = {
     "gaps": ("raise", "ffill", "interpolate", "segment"),
     "non_finite": ("raise", "ffill", "interpolate"),
     "calendar": ("regular", "observed"),
+    "leading": ("trim", "raise"),
 }
 
 
@@ -74,6 +79,8 @@ class ValidationPolicy:
         non_finite: ``"raise"``, ``"ffill"`` or ``"interpolate"``.
         calendar: ``"regular"`` (grid from the frequency) or ``"observed"`` (grid = the
             timestamps seen in the frame; for trading days).
+        leading: ``"trim"`` (drop each series' rows before its first complete row) or
+            ``"raise"``.
     """
 
     unsorted: str = "raise"
@@ -81,6 +88,7 @@ class ValidationPolicy:
     gaps: str = "raise"
     non_finite: str = "raise"
     calendar: str = "regular"
+    leading: str = "trim"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -167,6 +175,8 @@ def validate(
             )
         r = r.take(np.flatnonzero(np.append(~dup, True)))  # stable sort: later input row last
 
+    if policy.leading == "trim":
+        r = _trim_leading(r, values)
     out = frame.drop(columns=[SEGMENT_COL], errors="ignore").take(r.order)
     for col, arr in values.items():
         v, bad = arr[r.order], ~np.isfinite(arr[r.order])
@@ -206,6 +216,22 @@ def _calendar(
         return REGULAR, False
     found = infer_sessions(r.wall, step)
     return (found, True) if found is not None else (REGULAR, False)
+
+
+def _trim_leading(r: Rows, values: dict[str, np.ndarray]) -> Rows:
+    """`r` without each series' rows before its first row whose values are all finite."""
+    complete = np.ones(len(r.order), dtype=bool)
+    for arr in values.values():
+        complete &= np.isfinite(arr[r.order])
+    if complete.all():
+        return r
+    started = pd.Series(complete).groupby(r.codes).cummax().to_numpy()
+    if not started.any():
+        raise DataValidationError(
+            f"No series has a row with every value column {list(values)} finite; expected "
+            "numbers after each series' first rows."
+        )
+    return r.take(np.flatnonzero(started))
 
 
 def _check_args(frame: Any, schema: Any, policy: Any, min_length: Any) -> BaseOffset | None:

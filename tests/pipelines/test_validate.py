@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.errors import ConfigError, DataValidationError
@@ -123,6 +123,41 @@ def test_non_finite_values_are_filled_within_the_series(how, expected):
     df = frame(DAYS[:5] + [DAYS[0]], ids=list("aaaaab"), y=y)
     out = validate(df, SCHEMA, policy=ValidationPolicy(non_finite=how))
     assert out["y"].tolist() == [*expected, 100.0]
+
+
+def test_a_ragged_panel_starts_each_series_at_its_first_complete_row():
+    # 'b' began two days late (NaN before); 'a' lacks its covariate on day one; 'c' never began.
+    y = [0.0, 1.0, 2.0, 3.0, np.nan, np.nan, 5.0, 6.0, np.nan, np.nan]
+    x = [np.nan, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0]
+    df = frame(DAYS[:4] * 2 + DAYS[:2], ids=list("aaaabbbbcc"), y=y, x=x)
+    schema = SeriesSchema(time_col="ds", id_col="id", targets="y", past_covariates="x")
+    out = validate(df, schema)
+    starts = out.groupby("id")["ds"].min().astype(str).to_dict()
+    assert starts == {"a": "2024-01-02", "b": "2024-01-03"}
+    assert out["y"].tolist() == [1.0, 2.0, 3.0, 5.0, 6.0]
+    with pytest.raises(DataValidationError) as err:
+        validate(df, schema, policy=ValidationPolicy(leading="raise"))
+    assert str(err.value).startswith("Column 'y' has 4 NaN/inf values; series 'b' at")
+    inner = frame(DAYS[:4], y=[np.nan, 1.0, np.nan, 3.0])  # a NaN after the start still counts
+    with pytest.raises(DataValidationError, match="Column 'y' has 1 NaN/inf values; series 'a' "):
+        validate(inner, SCHEMA)
+    with pytest.raises(DataValidationError, match="No series has a row with every value column"):
+        validate(frame(DAYS[:2], y=[np.nan, np.nan]), SCHEMA)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(1, 8)), min_size=1, max_size=4))
+def test_trimming_equals_dropping_the_leading_rows_by_hand(shapes):
+    parts, by_hand = [], []
+    for k, (lead, n) in enumerate(shapes):
+        times = pd.date_range("2024-01-01", periods=lead + n, freq="D")
+        y = np.r_[np.full(lead, np.nan), np.arange(n, dtype=float) + k]
+        part = pd.DataFrame({"ds": times, "id": f"s{k}", "y": y})
+        parts.append(part)
+        by_hand.append(part.iloc[lead:])
+    got = validate(pd.concat(parts), SCHEMA)
+    want = validate(pd.concat(by_hand), SCHEMA)
+    pd.testing.assert_frame_equal(got, want)
 
 
 def test_numeric_strings_and_booleans_become_floats():
@@ -320,7 +355,9 @@ BAD_INPUTS = [
     (
         "leading nan cannot be filled",
         lambda: validate(
-            frame(DAYS[:2], y=[np.nan, 1.0]), SCHEMA, policy=ValidationPolicy(non_finite="ffill")
+            frame(DAYS[:2], y=[np.nan, 1.0]),
+            SCHEMA,
+            policy=ValidationPolicy(non_finite="ffill", leading="raise"),
         ),
         DataValidationError,
         "series 'a' starts with NaN/inf at 2024-01-01 00:00:00",
