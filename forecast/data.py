@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class Prepared:
         transform: the target transform (log / Box-Cox), fitted on training rows only; it
             runs before the scaler.
         calendar: the calendar the rows sit on (given or inferred); it ships with the model.
+        skipped: series left out as too young to train on -> their training rows.
     """
 
     raw_schema: SeriesSchema
@@ -76,6 +77,7 @@ class Prepared:
     mase_scale: np.ndarray
     transform: TargetTransform
     calendar: Calendar = REGULAR
+    skipped: dict[Any, int] = field(default_factory=dict)
 
     def y_true(self, part: str) -> np.ndarray:
         """(N, H, T) targets of `part` in original units."""
@@ -152,7 +154,9 @@ def _filter(frame: pd.DataFrame, schema: SeriesSchema, data: DataConfig) -> pd.D
         frame = frame[keep]
     if data.last_n is not None:
         keys = [schema.id_col] if schema.id_col else []
-        frame = frame.sort_values([*keys, schema.time_col])
+        # By time, not by its text: "1939 Feb" sorts before "1939 Jan".
+        order = frame.assign(_time=parse_timestamps(frame[schema.time_col]))
+        frame = frame.loc[order.sort_values([*keys, "_time"], kind="stable").index]
         frame = frame.groupby(keys).tail(data.last_n) if keys else frame.tail(data.last_n)
     if frame.empty:
         raise DataValidationError("No rows left after the `data` filters (series/start/end).")
@@ -201,14 +205,22 @@ def prepare_split(
     freq: str | None,
     split: FrameSplit,
 ) -> Prepared:
-    """Fit the scaler on the training part of `split` and window every part."""
+    """Fit the scaler on the training part of `split` and window every part.
+
+    Every series is cut at the same timestamps (no part sees another series' future). A
+    series that starts too late to have one complete training window, or a season of
+    training history for MASE, is left out of training and scoring and reported in
+    ``Prepared.skipped`` (a young series in a panel of ragged starts).
+    """
     spec = config.window
-    train = split.train
     calendar = Calendar.from_dict(frame.attrs.get("calendar"))
     # Sessions: a season is a trading day's slots (78 five-minute bars), or a working week.
     step = fixed_step(to_offset(freq)) if freq else None
     season = config.evaluation.season or calendar.season(step)
     season = season or (season_from_freq(freq) if freq else 1)
+    split, skipped = _without_young_series(split, schema, spec, season)
+    frame = split.frame
+    train = split.train
     transform = TargetTransform(method=config.model.target_transform, season=season)
     transform.fit(train, schema)  # training rows only, like the scaler
     scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
@@ -266,6 +278,7 @@ def prepare_split(
         mase_scale=mase_scale,
         transform=transform,
         calendar=calendar,
+        skipped=skipped,
     )
 
 
@@ -276,6 +289,40 @@ def to_original(
     that evaluation and serving share (scaler, then target transform)."""
     out = scaler.inverse_transform_target(values, windows.series, series_ids=windows.series_ids)
     return transform.inverse_target(out, windows.series, series_ids=windows.series_ids)
+
+
+def _without_young_series(
+    split: FrameSplit, schema: SeriesSchema, spec: Any, season: int
+) -> tuple[FrameSplit, dict[Any, int]]:
+    """`split` without the series too young to train on, and those series' training rows."""
+    if schema.id_col is None:
+        return split, {}
+    need = max(spec.min_history + spec.horizon, season + 1)
+    ids = split.frame[schema.id_col]
+    rows = ids[split.rows("train")].value_counts().reindex(pd.unique(ids), fill_value=0)
+    young = rows[rows < need]
+    if young.empty:
+        return split, {}
+    listed = ", ".join(f"{sid!r} ({n})" for sid, n in young.head(10).items())
+    more = f" and {len(young) - 10} more" if len(young) > 10 else ""
+    if len(young) == len(rows):
+        raise DataValidationError(
+            f"No series has the {need} training rows it needs (one window of "
+            f"{spec.min_history} + {spec.horizon} steps, a season of {season}); training rows: "
+            f"{listed}{more}. Use a later `split.validation` / `split.test` or a shorter "
+            "lookback."
+        )
+    log.warning(
+        "Left out %d of %d series too young to train on (fewer than %d training rows "
+        "before the validation part): %s%s",
+        len(young),
+        len(rows),
+        need,
+        listed,
+        more,
+    )
+    kept = split.frame[~ids.isin(young.index).to_numpy()].reset_index(drop=True)
+    return replace(split, frame=kept), {k: int(v) for k, v in young.items()}
 
 
 def _mase_scale(

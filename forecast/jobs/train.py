@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,14 @@ class TrainOutcome:
         lines += [
             f"model: {self.model_uri}",
         ]
+        skipped = self.prepared.skipped
+        if skipped:
+            shown = ", ".join(f"{sid!r} ({n})" for sid, n in list(skipped.items())[:5])
+            lines.insert(
+                -1,
+                f"Left out {len(skipped)} series too young to train on (training rows): "
+                f"{shown}{' ...' if len(skipped) > 5 else ''}; see skipped_series.json.",
+            )
         if self.refit is not None:
             lines.insert(
                 -1,
@@ -318,6 +327,7 @@ def train_job(
             {
                 "data.freq": prepared.freq,
                 "data.season": prepared.season,
+                "data.skipped_series": len(prepared.skipped),
                 **{f"windows.{k}": len(w) for k, w in prepared.windows.items()},
             }
         )
@@ -436,6 +446,9 @@ def _log_artifacts(
 ) -> None:
     part = "test" if "test" in prepared.windows else "validation"  # the part of `forecasts`
     mlflow.log_text(prepared.scaler.to_json(), "scaler.json")
+    if prepared.skipped:  # named, with their training rows
+        skipped = {str(k): v for k, v in prepared.skipped.items()}
+        mlflow.log_text(json.dumps(skipped, indent=1), "skipped_series.json")
     lines: list[str] = []
     fitted.model.network.summary(print_fn=lambda s, **_: lines.append(s))
     mlflow.log_text("\n".join(lines), "model_summary.txt")

