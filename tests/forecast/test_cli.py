@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from forecast.cli import main
 from tests.conftest import REPO_ROOT
 
 SMALL = {
@@ -94,28 +95,6 @@ def test_datasets_lists_the_bundled_data(tmp_path):
         ),
         (SMALL, ("backtest", "cfg.yaml", "--folds", "0"), "--folds must be >= 1"),
         (
-            SMALL,
-            ("train", "cfg.yaml", "--set", "evaluation.season=132", "--set", "window.lookback=132"),
-            "`evaluation.season` (132) must be shorter than `window.lookback` (132): the "
-            "seasonal-naive baseline repeats the last season of each window. Set "
-            "`window.lookback` above 132, a shorter `evaluation.season`, or leave "
-            "'seasonal_naive' out of `evaluation.baselines`.",
-        ),
-        (
-            {
-                "name": "sessions",
-                "data": {
-                    "path": "cfg.yaml",
-                    "schema": {"time_col": "t", "targets": "y"},
-                    "validation": {"calendar": "observed"},
-                },
-                "window": {"lookback": 8, "horizon": 2},
-            },
-            ("train", "cfg.yaml"),
-            "`data.validation.calendar: observed` takes the grid from the data and infers no "
-            "frequency, so the model could not date its forecasts: set `data.schema.freq`",
-        ),
-        (
             None,
             ("predict", "--model", "nowhere", "--input", "in.csv", "--output", "out.csv"),
             "input file 'in.csv' not found",
@@ -137,6 +116,46 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path, setup, args
     # One line, ours: no traceback and none of TensorFlow's or MLflow's start-up lines.
     assert res.stderr.startswith("forecast: error: ") and res.stderr.count("\n") == 1, res.stderr
     assert message in res.stderr
+
+
+SESSIONS = {
+    "name": "sessions",
+    "data": {
+        "path": "cfg.yaml",
+        "schema": {"time_col": "t", "targets": "y"},
+        "validation": {"calendar": "observed"},
+    },
+    "window": {"lookback": 8, "horizon": 2},
+}
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (
+            SMALL,
+            ("train", "cfg.yaml", "--set", "evaluation.season=132", "--set", "window.lookback=132"),
+            "`evaluation.season` (132) must be shorter than `window.lookback` (132): the "
+            "seasonal-naive baseline repeats the last season of each window. Set "
+            "`window.lookback` above 132, a shorter `evaluation.season`, or leave "
+            "'seasonal_naive' out of `evaluation.baselines`.",
+        ),
+        (
+            SESSIONS,
+            ("train", "cfg.yaml"),
+            "`data.validation.calendar: observed` takes the grid from the data and infers no "
+            "frequency, so the model could not date its forecasts: set `data.schema.freq` "
+            "(e.g. 'B' for business days, 'h' for hours).",
+        ),
+    ],
+)
+def test_late_config_errors_now_exit_2_at_load(tmp_path, monkeypatch, capsys, setup, args, message):
+    # In process (a config error never loads TensorFlow); the subprocess test above checks
+    # that such an error prints one line.
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(setup))
+    monkeypatch.chdir(tmp_path)
+    assert main(list(args)) == 2
+    assert capsys.readouterr().err == f"forecast: error: {message}\n"
 
 
 def test_a_config_error_is_reported_before_tensorflow_loads(tmp_path):
