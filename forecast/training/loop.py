@@ -122,8 +122,10 @@ def fit(
         min_lr=config.min_lr,
     )
     # Without validation data (a refit on all rows) nothing is watched: exactly `epochs` run
-    # (the checkpoint still records the two schedules, untouched).
     watched = [early, plateau] if val_data is not None else []
+    if not watched:  # the checkpoint still saves their counters: set them as a fit would
+        early.on_train_begin()
+        plateau.on_train_begin()
     cbs: list[keras.callbacks.Callback] = [*watched, keras.callbacks.TerminateOnNaN()]
     checkpoint = None
     initial_epoch = 0
