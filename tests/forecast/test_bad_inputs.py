@@ -47,17 +47,20 @@ def _config(**sections):
     [
         # The test part (10 months) is shorter than one forecast (24 months).
         ({"split": {"test": 10}, "window": {"horizon": 24}}, "test"),
-        # A season longer than the history a window sees.
-        ({"evaluation": {"season": 48}}, "The season (48 steps) must be shorter than"),
+        # A season longer than the history a window sees: refused when the config loads.
+        (
+            {"evaluation": {"season": 48}},
+            "`evaluation.season` (48) must be shorter than `window.lookback` (24)",
+        ),
         # A season longer than the whole (training) series.
         (
-            {"evaluation": {"season": 500}},
+            {"evaluation": {"season": 500, "baselines": ["naive"]}},
             "The season (500 steps) is longer than the training part of the series (144 steps)",
         ),
     ],
 )
 def test_bad_data_settings_fail_in_prepare(sections, message):
-    with pytest.raises(ForecastError) as err:
+    with pytest.raises(ForecastError) as err:  # at config load, or in prepare before training
         prepare(_config(**sections))
     assert message in str(err.value)
 
