@@ -122,10 +122,8 @@ def _requests(config, state, origins) -> list[tuple[pd.Timestamp, pd.DataFrame]]
                 past = pd.concat([past, nxt])
             parts.append(past)
         request = pd.concat(parts, ignore_index=True)
-        # Typed as MLflow's schema enforcement wants them, until the served model coerces
-        # CSV-typed input itself (issue 13 §3, another change).
-        request[raw.time_col] = parse_timestamps(request[raw.time_col])
-        request = request.astype(dict.fromkeys(raw.value_columns, "float64"))
+        # As pandas read the CSV (text times with offsets, integer volumes): the served
+        # model coerces them itself (forecast.serving.coerce).
         out.append((at, request))
     return out
 
@@ -172,9 +170,7 @@ def test_served_forecasts_equal_evaluated_ones_on_the_data_timeline(case, tmp_pa
     state = forecaster.state
     assert state.calibration_windows == config.calibration.windows
     uri = f"models:/{config.registered_model}/1"
-    # tz-aware input passes MLflow's schema only once the served input is coerced (issue 13 §3).
-    http = case != "tz_sessions"
-    server = ModelServer(uri, env=dict(os.environ), cwd=tmp_path).start() if http else None
+    server = ModelServer(uri, env=dict(os.environ), cwd=tmp_path).start()
     try:
         evaluated = model_forecasts(
             outcome.fitted.model, outcome.prepared, "test", calibration=config.calibration.windows
@@ -183,26 +179,21 @@ def test_served_forecasts_equal_evaluated_ones_on_the_data_timeline(case, tmp_pa
         assert len({o[1] for o in origins}) >= ORIGINS
         calls = _requests(config, state, origins)
         served = mlflow.pyfunc.load_model(uri)
-        if not http:  # MLflow's schema refuses tz-aware times: call the model's own predict
-            python_model = served.unwrap_python_model()
-            served = type("Direct", (), {"predict": lambda _, f: python_model.predict(None, f)})()
         for at, request in calls:
             _check(forecaster.predict(request), at, origins, evaluated, state, "Forecaster")
             _check(served.predict(request), at, origins, evaluated, state, "pyfunc")
-        if server is not None:
-            server.wait_ready()
-            for at, request in calls:
-                reply = requests.post(
-                    f"{server.url}/invocations",
-                    data=request_json(request),
-                    headers={"Content-Type": "application/json"},
-                    timeout=60,
-                )
-                assert reply.status_code == 200, reply.text[:2000]
-                _check(forecasts_from_json(reply.text), at, origins, evaluated, state, "HTTP")
+        server.wait_ready()
+        for at, request in calls:
+            reply = requests.post(
+                f"{server.url}/invocations",
+                data=request_json(request),
+                headers={"Content-Type": "application/json"},
+                timeout=60,
+            )
+            assert reply.status_code == 200, reply.text[:2000]
+            _check(forecasts_from_json(reply.text), at, origins, evaluated, state, "HTTP")
     finally:
-        if server is not None:
-            server.stop()
+        server.stop()
     if config.model.quantiles:
         q = forecaster.predict(calls[-1][1])[["p10", "p50", "p90"]].to_numpy()
         assert (np.diff(q, axis=1) >= 0).all()
