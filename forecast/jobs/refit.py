@@ -28,7 +28,7 @@ REFIT_RUN_TAG = "forecast.refit_run"
 def all_rows(config: ForecastConfig, source: Source) -> Prepared:
     """The data path of `config` with every row in the training part (no validation or test)."""
     frame, schema, freq = featurize(
-        source.frame, source.schema, source.policy, config.data.features
+        source.frame, source.schema, source.policy, config.data.features, source.calendar
     )
     split = split_by_time(frame, schema, validation=0, test=0)
     return prepare_split(config, source, frame, schema, freq, split)

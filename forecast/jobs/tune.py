@@ -94,7 +94,7 @@ def pre_test(config: ForecastConfig) -> PreTest:
     """Cut `config` at the last timestamp before its test part; check no fold reaches it."""
     source = load_source(config.data)
     frame, schema, freq = featurize(
-        source.frame, source.schema, source.policy, config.data.features
+        source.frame, source.schema, source.policy, config.data.features, source.calendar
     )
     split = split_by_time(
         frame,
@@ -235,7 +235,11 @@ def tune_job(
     mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
     cut = pre_test(config)
     frame, schema, freq = featurize(
-        cut.source.frame, cut.source.schema, cut.source.policy, config.data.features
+        cut.source.frame,
+        cut.source.schema,
+        cut.source.policy,
+        config.data.features,
+        cut.source.calendar,
     )
     lookbacks = _lookbacks(cut, frame, schema)
     chosen_space = search_space(cut, space)
