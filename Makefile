@@ -30,7 +30,7 @@ format: $(STAMP)
 # worker (its module fixtures, e.g. a served model, start once). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m forecast demo

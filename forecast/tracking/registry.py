@@ -107,7 +107,10 @@ def register_and_promote(
             reason = f"{new} {verb} {old} ({direction} is better)"
 
     if promoted:
-        client.set_registered_model_alias(name, alias, str(version))
+        retry_busy(
+            lambda: client.set_registered_model_alias(name, alias, str(version)),
+            what=f"set @{alias} of {name!r}",
+        )
         _settle(client, name, alias, metric_name, higher_is_better, since=previous_version)
         message = f"Version {version} of {name!r} is now @{alias}: {reason}."
     else:
@@ -159,7 +162,10 @@ def _settle(
             return
         if holder is not None and since is not None and int(holder) <= since:
             return  # moved back by hand to an older version meanwhile: leave it
-        client.set_registered_model_alias(name, alias, str(best))
+        retry_busy(
+            lambda best=best: client.set_registered_model_alias(name, alias, str(best)),
+            what=f"set @{alias} of {name!r}",
+        )
     logger.warning("The @%s alias of %r kept moving; left it at its last holder.", alias, name)
 
 

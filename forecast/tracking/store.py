@@ -46,6 +46,9 @@ BUSY_MARKERS = (
     "UNIQUE constraint failed: datasets",
     "UNIQUE constraint failed: inputs",
     "UNIQUE constraint failed: input_tags",
+    # Two jobs setting a new alias at once (seen through an mlflow server's sqlite backend):
+    # the retry finds the alias and moves it.
+    "UNIQUE constraint failed: registered_model_aliases",
 )
 BUSY_ATTEMPTS = 8
 BUSY_FIRST_WAIT_S = 0.1

@@ -169,7 +169,11 @@ BAD_HISTORY = [
         lambda f: f.iloc[60:],
         "History too short: 'series_0' has 40 rows. This static model needs at least 64 rows",
     ),
-    ("missing column", lambda f: f.drop(columns="Temperature"), "Model is missing inputs"),
+    (
+        "missing column",
+        lambda f: f.drop(columns="Temperature"),
+        "The following columns are missing: ['Temperature']",
+    ),
 ]
 
 
