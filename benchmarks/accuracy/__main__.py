@@ -15,6 +15,7 @@ from forecast.evaluation.classical import CLASSICAL  # noqa: E402
 from pipelines.sources import atomic_write  # noqa: E402
 
 from . import classical, model  # noqa: E402
+from .model import OPTIONS_OFF  # noqa: E402
 from .series import QUICK, SUITE  # noqa: E402
 
 COLUMNS = ("seasonal_naive", *CLASSICAL)
@@ -84,6 +85,31 @@ def markdown(results: dict[str, dict], command: str) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
+def ablation_markdown(results: dict[str, dict]) -> str:
+    """MASE of the tuned config and of the same config with each §2 option switched off."""
+    lines = [
+        "| series | tuned config (mean ± sd) | variant | seeds | MASE (mean ± sd) | variant / tuned |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        m = r.get("model") or {}
+        if "ablations" not in m:
+            continue
+        used = ", ".join(
+            f"{k}: {v}" for k, v in m["config"]["model"].items() if k in OPTIONS_OFF and v
+        )
+        base = f"{m['mase_mean']:.3f} ± {m['mase_std']:.3f} ({used or 'no option'})"
+        if not m["ablations"]:
+            lines.append(f"| {name} | {base} | (no option to switch off) | | | |")
+        for variant, a in m["ablations"].items():
+            lines.append(
+                f"| {name} | {base} | {variant} | {len(a['seeds'])} | "
+                f"{a['mase_mean']:.3f} ± {a['mase_std']:.3f} | "
+                f"{a['mase_mean'] / m['mase_mean']:.2f}x |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__)
     parser.add_argument("--series", action="append", choices=sorted(SUITE), help="repeatable")
@@ -94,7 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     parser.add_argument("--tune", action="store_true", help="configs from `forecast tune`")
     parser.add_argument("--trials", type=int, default=20, help="tuning trials per series")
+    parser.add_argument("--tune-timeout", type=float, help="seconds of tuning per series")
+    parser.add_argument(
+        "--ablate", action="store_true", help="also train the config with each §2 option off"
+    )
+    parser.add_argument("--ablate-seeds", default="0", help="seeds of the ablation runs")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per classical model")
+    parser.add_argument(
+        "--classical-from",
+        help="reuse the classical scores of an earlier --json file (same protocols) "
+        "instead of refitting them",
+    )
     parser.add_argument("--markdown", help="write the table here (atomically)")
     parser.add_argument("--json", help="write every score here (atomically)")
     args = parser.parse_args(argv)
@@ -105,11 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"accuracy suite: {names}; load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     start = time.perf_counter()
+    earlier = json.loads(open(args.classical_from).read()) if args.classical_from else {}
     results: dict[str, dict] = {}
     for name in names:
         s = SUITE[name]
         length = int(s.frame().groupby("series").size().iloc[0])
-        entry = {"length": length, "classical": classical.run_series(s, timeout=args.timeout)}
+        if name in earlier and earlier[name]["length"] == length:
+            fitted = earlier[name]["classical"]
+        else:
+            fitted = classical.run_series(s, timeout=args.timeout)
+        entry = {"length": length, "classical": fitted}
         if not args.classical_only:
             entry["model"] = model.run_series(
                 s,
@@ -118,18 +159,28 @@ def main(argv: list[str] | None = None) -> int:
                 quick=args.quick,
                 tune=args.tune,
                 trials=args.trials,
+                tune_timeout=args.tune_timeout,
+                ablate=args.ablate,
+                ablate_seeds=tuple(int(x) for x in args.ablate_seeds.split(",")),
             )
         results[name] = entry
         print(f"{name}: done at {time.perf_counter() - start:.0f} s", flush=True)
-    table = markdown(results, command.strip())
-    print(table)
+        _write(args, results, command.strip())  # a run stopped midway keeps what it scored
+    print(_write(args, results, command.strip()))
     print(f"total {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def _write(args: argparse.Namespace, results: dict[str, dict], command: str) -> str:
+    table = markdown(results, command)
+    if any("ablations" in (r.get("model") or {}) for r in results.values()):
+        table += "\n\n" + ablation_markdown(results)
     if args.markdown:
         atomic_write(args.markdown, lambda tmp: tmp.write_text(table + "\n"))
     if args.json:
         text = json.dumps(results, indent=1, default=str).encode()
         atomic_write(args.json, lambda tmp: tmp.write_bytes(text))
-    return 0
+    return table
 
 
 if __name__ == "__main__":

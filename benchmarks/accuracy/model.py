@@ -36,8 +36,22 @@ def default_config(series: Series) -> dict[str, Any]:
             "baselines": ["naive", "seasonal_naive"],
             "classical": [],  # the suite runs them itself, on its own protocol
         },
+        "backtest": tuning_folds(series),
         "tracking": {"register": False},
     }
+
+
+def tuning_folds(series: Series) -> dict[str, Any]:
+    """`forecast tune`'s folds: 3 origins one horizon apart just before the test period,
+    each scored on one horizon (ten for returns). Long series train each fold on a sliding window of about
+    5,000 rows (more than 100 days of half-hours, 20 years of trading days), which keeps
+    a trial within a minute; the chosen config then trains on every pre-test row."""
+    h = series.protocol.horizon
+    span = 10 * h if series.kind == "returns" else h  # one week of returns is mostly noise
+    folds: dict[str, Any] = {"folds": 3, "test_steps": span, "step": span}
+    if series.frame().groupby("series").size().max() > 10_000:
+        folds |= {"window": "sliding", "min_train": 5_000}
+    return folds
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -107,8 +121,12 @@ def run_series(
     tune: bool = False,
     trials: int = 20,
     tune_timeout: float | None = None,
+    ablate: bool = False,
+    ablate_seeds: tuple[int, ...] = (0,),
 ) -> dict[str, Any]:
-    """Scores per seed, their mean and spread, and the tuning and training times."""
+    """Scores per seed, their mean and spread, and the tuning and training times; with
+    `ablate`, the same config with each option of issue 14 §2 it uses switched off, and
+    with all of them off (`ablations`, each with its seeds' scores)."""
     from forecast.config import ForecastConfig
     from forecast.data import prepare
     from forecast.training.fitting import train_model
@@ -126,9 +144,9 @@ def run_series(
             start = time.perf_counter()
             config = tuned(config, trials=trials, timeout=tune_timeout, folder=Path(tmp))
             tune_s = time.perf_counter() - start
-        per_seed, train_s = [], []
-        for seed in seeds:
-            cfg = _merge(config, {"training": {"seed": seed}})
+
+        def trained(cfg: dict[str, Any], seed: int) -> tuple[dict[str, float], float]:
+            cfg = _merge(cfg, {"training": {"seed": seed}})
             if epochs is not None:
                 cfg = _merge(cfg, {"training": {"epochs": epochs}})
             if quick:  # a smoke run checks the path, not the accuracy: a tiny network
@@ -138,19 +156,58 @@ def run_series(
             assert prepared.frame[job.data.schema["time_col"]].max() <= fit_end  # no test row
             start = time.perf_counter()
             fitted = train_model(job, prepared)
-            train_s.append(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
             point, q = _served(fitted.forecaster, frame, series, ids)
-            per_seed.append(score(series, values, point, q))
+            return score(series, values, point, q), seconds
+
+        runs = [trained(config, seed) for seed in seeds]
+        out = {"seeds": list(seeds), **_spread([m for m, _ in runs])}
+        out |= {"tune_s": tune_s, "train_s": float(np.mean([t for _, t in runs]))}
+        out["config"] = config
+        if ablate:
+            out["ablations"] = {
+                name: {"seeds": list(ablate_seeds)}
+                | _spread([trained(variant, seed)[0] for seed in ablate_seeds])
+                for name, variant in ablations(config).items()
+            }
+    return out
+
+
+def _spread(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     mase = np.array([m["mase"] for m in per_seed])
     return {
-        "seeds": list(seeds),
         "per_seed": per_seed,
         "mase_mean": float(mase.mean()),
         "mase_std": float(mase.std(ddof=1)) if len(mase) > 1 else 0.0,
-        "tune_s": tune_s,
-        "train_s": float(np.mean(train_s)),
-        "config": config,
     }
+
+
+# The options of issue 14 §2 and the value that switches each off.
+OPTIONS_OFF: dict[str, Any] = {
+    "target_centre": "none",
+    "target_scaling": "none",
+    "target_transform": "none",
+    "residual": "none",
+    "head_layers": [],
+    "deseasonalize": "none",
+}
+
+
+def ablations(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`config` with each §2 option it turns on switched off (``no <key>``), and with all
+    of them off (``all off``); {} when it uses none."""
+    model = config.get("model", {})
+    used = [k for k, off in OPTIONS_OFF.items() if k in model and model[k] not in (off, None, [])]
+    variants = {}
+    for key in used:
+        extra = {key: OPTIONS_OFF[key]} | ({"residual_season": None} if key == "residual" else {})
+        variants[f"no {key}"] = _merge(config, {"model": extra})
+    if len(used) > 1:
+        off = {k: OPTIONS_OFF[k] for k in used} | (
+            {"residual_season": None} if "residual" in used else {}
+        )
+        variants["all off"] = _merge(config, {"model": off})
+    return variants
 
 
 def _served(forecaster: Any, frame: pd.DataFrame, series: Series, ids: list[str]):

@@ -66,3 +66,29 @@ def test_quick_run_scores_model_and_every_classical_baseline(tmp_path):
         frame = SUITE[name].frame()  # the model read rows up to the last one before the test
         last_fit = frame["timestamp"].iloc[SUITE[name].protocol.fit_rows(len(frame)) - 1]
         assert pd.Timestamp(entry["model"]["config"]["data"]["end"]) == last_fit
+
+
+def test_ablations_switch_off_each_option_the_config_uses_and_then_all():
+    from benchmarks.accuracy.model import ablations
+
+    config = {
+        "window": {"lookback": 24},
+        "model": {
+            "cell": "gru",
+            "target_centre": "last",
+            "target_transform": "none",
+            "residual": "seasonal_naive",
+            "residual_season": 12,
+            "head_layers": [64],
+        },
+    }
+    variants = ablations(config)
+    assert list(variants) == ["no target_centre", "no residual", "no head_layers", "all off"]
+    assert variants["no residual"]["model"] | {"residual": "seasonal_naive"} == config[
+        "model"
+    ] | {"residual_season": None}
+    off = variants["all off"]["model"]
+    assert (off["target_centre"], off["residual"], off["head_layers"]) == ("none", "none", [])
+    assert off["cell"] == "gru" and variants["all off"]["window"] == config["window"]
+    assert config["model"]["target_centre"] == "last"  # the tuned config is left as it was
+    assert ablations({"model": {"cell": "lstm"}}) == {}

@@ -10,7 +10,7 @@ import yaml
 
 from forecast.cli import main
 from forecast.config import ForecastConfig, load_config
-from forecast.jobs.tune import SPACE, pre_test, tune_job
+from forecast.jobs.tune import SPACE, STARTING_POINTS, pre_test, tune_job
 from pipelines import datasets
 
 
@@ -55,6 +55,12 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     assert len(a.trials) == 2 and np.isfinite(a.trials["value"]).all()
     assert a.best_value == a.trials["value"].min()
     assert set(SPACE) <= set(a.trials.columns)
+    # The first trial is the first starting point, within the narrowed space (its units of
+    # 32 are not offered there, so the sampler drew them).
+    first = a.trials.iloc[0]
+    for key in ("target_centre", "residual", "loss", "learning_rate", "cell"):
+        assert first[key] == STARTING_POINTS[0][key], key
+    assert first["units"] == 16 and first["lookback_seasons"] == 2
     # Each trial is a nested run of the tune run, with its mean and per-fold MASE.
     children = mlflow.search_runs(
         experiment_names=["tuned"], filter_string=f"tags.mlflow.parentRunId = '{a.run_id}'"
