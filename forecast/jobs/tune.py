@@ -227,8 +227,8 @@ def _lookbacks(cut: PreTest, frame: pd.DataFrame, schema: Any) -> list[int]:
     unit = cut.season if cut.season > 1 else cut.config.window.horizon
     out = []
     for n in LOOKBACK_SEASONS:
-        config = replace(cut.config, window=replace(cut.config.window, lookback=n * unit))
-        try:
+        try:  # e.g. one season is refused when the config scores seasonal naive
+            config = replace(cut.config, window=replace(cut.config.window, lookback=n * unit))
             splits = fold_splits(frame, schema, config)
         except ConfigError:
             continue

@@ -123,3 +123,23 @@ def test_pre_test_cut_ends_just_before_the_test_part(tmp_path):
     assert cut.first_test == times.iloc[len(times) - 44]
     assert pd.to_datetime(cut.source.frame["timestamp"]).max() == times.iloc[len(times) - 45]
     assert cut.season == 5 and cut.positive
+
+
+def test_lookbacks_the_config_refuses_are_not_offered(tmp_path):
+    from forecast.data import featurize
+    from forecast.jobs.tune import _lookbacks, starting_points
+
+    raw = _config(_csv(tmp_path / "d.csv"))
+    plain = pre_test(ForecastConfig.from_dict(raw))
+    raw["evaluation"]["baselines"] = ["naive", "seasonal_naive"]  # needs lookback > season
+    strict = pre_test(ForecastConfig.from_dict(raw))
+    lookbacks = {}
+    for name, cut in (("plain", plain), ("strict", strict)):
+        src = cut.source
+        features = cut.config.data.features
+        frame, schema, _ = featurize(src.frame, src.schema, src.policy, features, src.calendar)
+        lookbacks[name] = _lookbacks(cut, frame, schema)
+    assert lookbacks["plain"][0] == 5 and lookbacks["strict"] == lookbacks["plain"][1:]
+    assert {p["lookback_seasons"] for p in starting_points(SPACE, lookbacks["strict"], strict)} == {
+        2
+    }
