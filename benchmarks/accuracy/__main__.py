@@ -96,7 +96,9 @@ def ablation_markdown(results: dict[str, dict]) -> str:
         if "ablations" not in m:
             continue
         used = ", ".join(
-            f"{k}: {v}" for k, v in m["config"]["model"].items() if k in OPTIONS_OFF and v
+            f"{k}: {v}"
+            for k, v in m["config"]["model"].items()
+            if k in OPTIONS_OFF and v not in (OPTIONS_OFF[k], None, [])
         )
         base = f"{m['mase_mean']:.3f} ± {m['mase_std']:.3f} ({used or 'no option'})"
         if not m["ablations"]:
