@@ -27,10 +27,11 @@ format: $(STAMP)
 
 # Two pytest workers on the two cores: most tests wait on process starts, servers and
 # single-threaded pandas, so two in parallel finish sooner. Each test file stays on one
-# worker (its module fixtures, e.g. a served model, start once). TEST_WORKERS=0 runs serially.
+# worker (its module fixtures, e.g. a served model, start once), handed out in collection
+# order, which tests/conftest.py starts with the longest files. TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m forecast demo

@@ -25,6 +25,39 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+# The longest test files, longest first (seconds of one CI run, `--durations`). `make test`
+# keeps each file on one pytest-xdist worker (--dist loadfile) and hands files out in
+# collection order (--no-loadscope-reorder): a long file handed out last kept one worker busy
+# minutes after the other had finished. The rest keep their order.
+LONGEST_FIRST = (
+    "test_shipped_configs.py",  # 6 trainings, each served by `mlflow models serve`: ~220 s
+    "test_notebooks.py",  # 3 notebooks in fresh kernels: ~150 s
+    "forecast/training/test_distribute.py",  # 3 fresh interpreters with TensorFlow: ~150 s
+    "forecast/test_cli.py",  # CLI subprocesses, train/predict round trip: ~90 s
+    "faults/test_concurrent_store.py",  # three jobs against one tracking server: ~70 s
+    "forecast/serving/test_local_server.py",  # the served model fixture: ~60 s
+    "forecast/serving/test_spark.py",  # a local Spark: ~50 s
+    "faults/test_kill_resume.py",  # a job killed and resumed: ~35 s
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).parent
+    missing = [name for name in LONGEST_FIRST if not (tests / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py LONGEST_FIRST names no file: {missing}")
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def key(item) -> int:
+        path = item.path
+        return (
+            rank.get(path.relative_to(tests).as_posix(), len(rank))
+            if path.is_relative_to(tests)
+            else len(rank)
+        )
+
+    items.sort(key=key)  # stable: the other files and each file's tests keep their order
+
 
 @pytest.fixture(autouse=True)
 def _isolated_mlflow(tmp_path, monkeypatch):
