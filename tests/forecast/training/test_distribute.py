@@ -2,7 +2,7 @@
 
 Two replicas on one CPU need two logical CPU devices, which TensorFlow only accepts before
 it starts, and `multi_worker` must be created before any TensorFlow op: those checks run in
-a fresh Python process each.
+fresh Python processes (the two-replica checks and the too-late `multi_worker` share one).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _run_script(body: str, env: dict[str, str] | None = None, timeout: int = 240
 
 
 _MIRRORED = """
-import json, tempfile
+import json, os, tempfile
 import keras
 import numpy as np
 import tensorflow as tf
@@ -147,13 +147,25 @@ try:
     out["dynamic_error"] = None
 except ConfigError as err:
     out["dynamic_error"] = str(err)
+
+# 5. `multi_worker` asked for once TensorFlow has run ops (all of the above) is refused.
+os.environ["TF_CONFIG"] = json.dumps({{
+    "cluster": {{"worker": ["localhost:{port}"]}}, "task": {{"type": "worker", "index": 0}},
+}})
+try:
+    make_strategy("multi_worker")
+    out["late_multi_worker_error"] = None
+except ConfigError as err:
+    out["late_multi_worker_error"] = str(err)
 print("RESULT " + json.dumps(out))
 """
 
 
 @pytest.fixture(scope="module")
 def mirrored():
-    return _run_script(_MIRRORED.format(small=json.dumps(SMALL)))
+    # One interpreter for every check that needs TensorFlow already started: each fresh one
+    # costs seconds of start-up.
+    return _run_script(_MIRRORED.format(small=json.dumps(SMALL), port=_free_port()))
 
 
 def test_mirrored_uses_every_logical_cpu(mirrored):
@@ -316,28 +328,8 @@ def test_multi_worker_trains_from_tf_config():
     }
 
 
-def test_multi_worker_after_tensorflow_started_is_a_config_error():
-    tf_config = {
-        "cluster": {"worker": [f"localhost:{_free_port()}"]},
-        "task": {"type": "worker", "index": 0},
-    }
-    out = _run_script(
-        """
-        import json
-        import tensorflow as tf
-        from forecast.training.distribute import make_strategy
-        from pipelines.errors import ConfigError
-        tf.constant(1.0) + 1.0
-        try:
-            make_strategy("multi_worker")
-            message = None
-        except ConfigError as err:
-            message = str(err)
-        print("RESULT " + json.dumps({"message": message}))
-        """,
-        env={"TF_CONFIG": json.dumps(tf_config)},
-    )
-    assert out["message"].startswith(
+def test_multi_worker_after_tensorflow_started_is_a_config_error(mirrored):
+    assert mirrored["late_multi_worker_error"].startswith(
         "`training.strategy: multi_worker` must be set up before TensorFlow runs any op"
     )
 
