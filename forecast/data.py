@@ -13,9 +13,11 @@ from pandas.tseries.frequencies import to_offset
 
 from forecast.config import DataConfig, ForecastConfig
 from forecast.evaluation.baselines import season_from_freq
+from forecast.evaluation.classical import mstl_seasons
 from forecast.evaluation.metrics import seasonal_naive_scale
 from pipelines import datasets
 from pipelines.calendars import REGULAR, Calendar, fixed_step
+from pipelines.deseason import Deseasonalizer, check_calendar
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.features import add_features
 from pipelines.scale import SeriesScaler
@@ -63,6 +65,8 @@ class Prepared:
             runs before the scaler.
         calendar: the calendar the rows sit on (given or inferred); it ships with the model.
         skipped: series left out as too young to train on -> their training rows.
+        deseason: the seasonal profile (`model.deseasonalize`), fitted on training rows
+            only; it runs between the target transform and the scaler.
     """
 
     raw_schema: SeriesSchema
@@ -78,6 +82,7 @@ class Prepared:
     transform: TargetTransform
     calendar: Calendar = REGULAR
     skipped: dict[Any, int] = field(default_factory=dict)
+    deseason: Deseasonalizer = field(default_factory=Deseasonalizer)
 
     def y_true(self, part: str) -> np.ndarray:
         """(N, H, T) targets of `part` in original units."""
@@ -86,11 +91,16 @@ class Prepared:
 
     def to_original(self, values: np.ndarray, windows: Windows) -> np.ndarray:
         """Scaled (N, H, T[, Q]) outputs for `windows` back to original units."""
-        return to_original(self.scaler, self.transform, values, windows)
+        return to_original(self.scaler, self.transform, values, windows, self.deseason)
 
     def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Rows in the model's units: target transform, then scaler."""
-        return self.scaler.transform(self.transform.transform(frame))
+        """Rows in the model's units: target transform, seasonal profile, then scaler."""
+        return encode(self.scaler, self.transform, self.deseason, frame)
+
+    def with_seasons(self, windows: Windows) -> Windows:
+        """`windows` with the seasonal profile added back to their targets (still scaled):
+        what the baselines read, so that they forecast the series, not its remainder."""
+        return with_seasons(self.scaler, self.deseason, windows)
 
     def scale_for(self, windows: Windows) -> np.ndarray:
         """(N, T) MASE scale of each window's series."""
@@ -223,8 +233,10 @@ def prepare_split(
     train = split.train
     transform = TargetTransform(method=config.model.target_transform, season=season)
     transform.fit(train, schema)  # training rows only, like the scaler
+    deseason = _deseasonalizer(config, calendar, season, freq)
+    deseason.fit(transform.transform(train), schema, freq=freq)  # training rows only
     scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
-    scaler.fit(transform.transform(train), schema)
+    scaler.fit(deseason.transform(transform.transform(train)), schema)
     lengths = train.groupby(schema.id_col, sort=False).size() if schema.id_col else None
     shortest = int(lengths.min()) if lengths is not None else len(train)
     if season >= shortest:
@@ -250,7 +262,7 @@ def prepare_split(
             part_frame, target_rows = split.with_history(part, spec.lookback)
         if not target_rows.any():
             continue
-        encoded = scaler.transform(transform.transform(part_frame))
+        encoded = encode(scaler, transform, deseason, part_frame)
         windows[part] = make_windows(
             encoded, schema, spec, target_rows=target_rows, on_short="skip"
         )
@@ -279,16 +291,83 @@ def prepare_split(
         transform=transform,
         calendar=calendar,
         skipped=skipped,
+        deseason=deseason,
     )
 
 
+def _deseasonalizer(
+    config: ForecastConfig, calendar: Calendar, season: int, freq: str | None
+) -> Deseasonalizer:
+    """The configured decomposition with the data's seasons (MSTL's of the comparison)."""
+    method = config.model.deseasonalize
+    if method == "none":
+        return Deseasonalizer()
+    check_calendar(method, calendar)  # an inferred calendar: before anything is fitted
+    if freq is None:
+        raise ConfigError(
+            f"`model.deseasonalize: {method}` places each timestamp in its season on the "
+            "grid of the data frequency; these data have none. Set `data.schema.freq`."
+        )
+    seasons = config.evaluation.seasons or mstl_seasons(season, freq)
+    return Deseasonalizer(method=method, seasons=tuple(seasons))
+
+
+def encode(
+    scaler: SeriesScaler,
+    transform: TargetTransform,
+    deseason: Deseasonalizer,
+    frame: pd.DataFrame,
+) -> pd.DataFrame:
+    """Rows in the model's units: the one encoding that training and serving share."""
+    return scaler.transform(deseason.transform(transform.transform(frame)))
+
+
 def to_original(
-    scaler: SeriesScaler, transform: TargetTransform, values: np.ndarray, windows: Windows
+    scaler: SeriesScaler,
+    transform: TargetTransform,
+    values: np.ndarray,
+    windows: Windows,
+    deseason: Deseasonalizer | None = None,
 ) -> np.ndarray:
     """Model outputs (N, H, T[, Q]) for `windows` back to original units: the one inverse
-    that evaluation and serving share (scaler, then target transform)."""
+    that evaluation and serving share (scaler, seasonal profile at the horizon's
+    timestamps, then target transform)."""
     out = scaler.inverse_transform_target(values, windows.series, series_ids=windows.series_ids)
+    if deseason is not None and deseason.active:
+        seas = _horizon_seasons(deseason, windows)  # (N, H, T)
+        out = out + seas.reshape(seas.shape + (1,) * (out.ndim - 3))
     return transform.inverse_target(out, windows.series, series_ids=windows.series_ids)
+
+
+def _horizon_seasons(deseason: Deseasonalizer, windows: Windows) -> np.ndarray:
+    times = windows.horizon_times  # (N, H)
+    if (times == np.iinfo(np.int64).min).any():
+        raise DataValidationError("The horizon's timestamps are unknown: cannot add the seasons.")
+    labels = list(np.asarray(windows.series_ids, dtype=object)[windows.series])
+    codes = np.repeat(deseason.series_index(labels), times.shape[1])
+    n, h = times.shape
+    return deseason.seasonal(times.reshape(-1), codes).reshape(n, h, -1)
+
+
+def with_seasons(scaler: SeriesScaler, deseason: Deseasonalizer, windows: Windows) -> Windows:
+    """`windows` whose target columns hold the series again (profile added, in scaled units)."""
+    if not deseason.active:
+        return windows
+    rows = np.arange(len(windows.values))
+    series = np.searchsorted(windows.series_rows, rows, side="right") - 1
+    labels = list(np.asarray(windows.series_ids, dtype=object)[series])
+    seas = deseason.seasonal(windows.times, deseason.series_index(labels))  # (R, T)
+    # The scaler is affine per (series, target): its spread turns a seasonal amount into
+    # scaled units.
+    s = len(windows.series_ids)
+    ones = np.ones((s, 1, windows.n_targets))
+    index = np.arange(s)
+    spread = scaler.inverse_transform_target(
+        ones, index, series_ids=windows.series_ids
+    ) - scaler.inverse_transform_target(ones * 0, index, series_ids=windows.series_ids)
+    values = windows.values.copy()
+    values[:, : windows.n_targets] += (seas / spread[series, 0]).astype(np.float32)
+    return replace(windows, values=values)
 
 
 def _without_young_series(

@@ -13,7 +13,7 @@ past covariates, future covariates), rows are the frame's rows in (series, time)
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 from typing import Any
 
@@ -125,6 +125,9 @@ class Windows:
         series_offset: (S,) position within its series of that first row (nonzero when the
             base holds only the tail of a series, as for inference).
         has_target: False for inference windows, whose horizon rows hold no targets.
+        times: (R,) int64 ns timestamp of each base row (UTC when tz-aware), for what is
+            a function of time (`pipelines.deseason`); None when the rows came without
+            one, and the int64 minimum (NaT) on horizon rows given no times.
     """
 
     values: np.ndarray
@@ -137,6 +140,7 @@ class Windows:
     series_rows: np.ndarray
     series_offset: np.ndarray
     has_target: bool = True
+    times: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.last)
@@ -228,7 +232,15 @@ class Windows:
             series_rows=self.series_rows,
             series_offset=self.series_offset,
             has_target=self.has_target,
+            times=self.times,
         )
+
+    @property
+    def horizon_times(self) -> np.ndarray:
+        """(N, H) int64 ns timestamps of each window's horizon rows."""
+        if self.times is None:
+            raise ConfigError("These windows were built without timestamps (`times`).")
+        return self.times[self.last[:, None] + 1 + np.arange(self.spec.horizon)]
 
 
 def make_windows(
@@ -276,7 +288,8 @@ def make_windows(
     for j, col in enumerate(columns):
         values[:, j] = frame[col].to_numpy(dtype=np.float32)
     check_finite(values, columns, row_describer(ids, starts))
-    return _build(
+    times = _row_times(frame, schema)
+    windows = _build(
         values,
         spec,
         n_targets=len(schema.targets),
@@ -287,6 +300,7 @@ def make_windows(
         target_rows=target_rows,
         on_short=on_short,
     )
+    return windows if times is None else replace(windows, times=times)
 
 
 def windows_from_array(
@@ -360,6 +374,14 @@ def windows_from_array(
     )
 
 
+def _row_times(frame: pd.DataFrame, schema: SeriesSchema) -> np.ndarray | None:
+    """(R,) int64 ns of the time column, when the frame has one holding datetimes."""
+    col = frame.get(schema.time_col)
+    if col is None or not pd.api.types.is_datetime64_any_dtype(col):
+        return None
+    return pd.DatetimeIndex(col).as_unit("ns").asi8
+
+
 def _opt(name: str | None) -> tuple[str, ...]:
     return () if name is None else (name,)
 
@@ -429,6 +451,7 @@ def inference_windows(
     *,
     future: pd.DataFrame | None = None,
     segment: str | np.ndarray | None = None,
+    horizon_times: np.ndarray | None = None,
 ) -> Windows:
     """The last history window of each series, to forecast the `horizon` steps after it.
 
@@ -440,6 +463,8 @@ def inference_windows(
             rows per series, later than its history, with the id, time and future
             covariate columns.
         segment: as in `make_windows`; only the last gap-free run of a series is read.
+        horizon_times: (S, H) int64 ns timestamps of each series' horizon, in series
+            order, for `Windows.horizon_times`; None leaves them NaT.
 
     Returns:
         `Windows` with one window per series, in series order, and ``target`` None.
@@ -483,6 +508,12 @@ def inference_windows(
         )
         values[(block + k)[:, None] + np.arange(horizon), len(columns) - fut.shape[-1] :] = fut
     dtype = index_dtype(len(values) + spec.lookback + horizon)
+    times = np.full(len(values), np.iinfo(np.int64).min, np.int64)  # NaT
+    given = _row_times(frame, schema)
+    if given is not None:
+        times[dst] = given[src]
+    if horizon_times is not None:
+        times[(block + k)[:, None] + np.arange(horizon)] = horizon_times
     return Windows(
         values=values,
         last=(block + k - 1).astype(dtype),
@@ -494,4 +525,5 @@ def inference_windows(
         series_rows=block.astype(dtype),
         series_offset=(stops - starts - k).astype(dtype),
         has_target=False,
+        times=times,
     )

@@ -26,6 +26,8 @@ from forecast.config.sections import (
     TrackingConfig,
 )
 from forecast.config.training import TrainConfig
+from pipelines.calendars import Calendar
+from pipelines.deseason import check_calendar
 from pipelines.errors import ConfigError
 from pipelines.features import FeatureSpec
 from pipelines.window import WindowSpec
@@ -106,6 +108,10 @@ class ForecastConfig:
                 "`calibration.windows` needs `window.stride: 1` (a forecast is corrected "
                 f"with the forecasts of the K origins before it). Received: "
                 f"stride={self.window.stride}"
+            )
+        if self.model.deseasonalize != "none" and self.data.calendar is not None:
+            check_calendar(
+                self.model.deseasonalize, Calendar.from_spec(self.data.calendar, "data.calendar")
             )
         if self.tracking.register and self.tracking.registered_model is None:
             # The job name is the registry name then: refuse it now, not after training.

@@ -19,6 +19,7 @@ TARGET_SCALINGS = ("none", "window_rms", "ewma_rms")
 TARGET_CENTRES = ("none", "last", "mean")
 TARGET_TRANSFORMS = ("none", "log", "boxcox")
 RESIDUALS = ("none", "seasonal_naive")
+DESEASONALIZE = ("none", "mstl")  # `pipelines.deseason.DESEASONALIZE`
 DEFAULT_HALFLIFE = 10  # steps; `target_scale_halflife` when ewma_rms is chosen without one
 KERNEL_INITIALIZERS = (
     "glorot_uniform",
@@ -124,6 +125,11 @@ class ModelSpec(_Spec):
             final state (with the flattened future covariates) and the output layer.
         ensemble: K, models trained with seeds ``training.seed + k``; the forecast and each
             quantile are the median over the K members.
+        deseasonalize: ``none`` or ``mstl``: statsforecast's MSTL fitted on each training
+            series (after `target_transform`, before the scaler) with the data's seasons;
+            the network forecasts the remainder and the last cycle of each seasonal
+            component is added back over the horizon (`pipelines.deseason`). Regular
+            calendars only.
     """
 
     section: ClassVar[str] = "model"
@@ -153,6 +159,7 @@ class ModelSpec(_Spec):
     residual_season: int | None = None
     head_layers: tuple[int, ...] = ()
     ensemble: int = 1
+    deseasonalize: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", _units_tuple(self.units))
@@ -171,6 +178,7 @@ class ModelSpec(_Spec):
             ("target_centre", TARGET_CENTRES),
             ("target_transform", TARGET_TRANSFORMS),
             ("residual", RESIDUALS),
+            ("deseasonalize", DESEASONALIZE),
         ):
             check_choice(name, getattr(self, name), choices)
         for name in ("unroll", "bidirectional", "layer_norm"):

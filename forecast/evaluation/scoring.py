@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import CalibrationConfig
-from forecast.data import Prepared
+from forecast.data import Prepared, to_original
 from forecast.evaluation.baselines import make_baseline
 from forecast.evaluation.calibration import correcting_windows, recalibrate, warn_short
 from forecast.evaluation.metrics import evaluate, evaluate_by_step
@@ -185,7 +185,10 @@ def baseline_forecasts(
     For return targets the random walk of the price (a zero return, in original units) is
     always added: it is the forecast a price model has to beat.
     """
-    train, windows = prepared.windows["train"], prepared.windows[part]
+    # With `model.deseasonalize` the windows hold the remainder: the baselines read the
+    # series itself, so that their scores do not depend on the model's options.
+    train = prepared.with_seasons(prepared.windows["train"])
+    windows = prepared.with_seasons(prepared.windows[part])
     horizon, n_targets = windows.spec.horizon, windows.n_targets
     out = {}
     if all(is_return_target(t) for t in prepared.schema.targets):
@@ -197,7 +200,7 @@ def baseline_forecasts(
         baseline = make_baseline(name, **kwargs)
         baseline.fit(train.past, train.target, train.mask)
         scaled = baseline.predict(windows.past, windows.mask)
-        out[name] = prepared.to_original(scaled, windows)
+        out[name] = to_original(prepared.scaler, prepared.transform, scaled, windows)
     return out
 
 

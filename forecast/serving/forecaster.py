@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 import forecast.models  # noqa: F401 - registers the custom Keras objects for loading
-from forecast.data import featurize, to_original
+from forecast.data import encode, featurize, to_original
 from forecast.evaluation.calibration import correcting_windows, recalibrate
 from forecast.evaluation.scoring import predict_windows
 from forecast.serving.artifacts import ModelLoadError, check_keras_file, read_json
 from forecast.serving.input_range import check_in_range
 from pipelines.calendars import REGULAR, Calendar
+from pipelines.deseason import Deseasonalizer
 from pipelines.errors import DataValidationError
 from pipelines.features import FeatureSpec, future_features
 from pipelines.scale import SeriesScaler
@@ -93,14 +94,15 @@ class PipelineState:
     calibration_windows: int = 0  # K of `forecast.evaluation.calibration`; 0 = off
     transform: TargetTransform = TargetTransform()  # log / Box-Cox before the scaler
     calendar: Calendar = REGULAR  # states saved before calendars: the regular grid
+    deseason: Deseasonalizer = Deseasonalizer()  # seasonal profile (`model.deseasonalize`)
 
     def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """History rows in the model's units: target transform, then scaler."""
-        return self.scaler.transform(self.transform.transform(frame))
+        """History rows in the model's units (`forecast.data.encode`)."""
+        return encode(self.scaler, self.transform, self.deseason, frame)
 
     def to_original(self, values: np.ndarray, windows: Windows) -> np.ndarray:
         """Model outputs for `windows` back to original units (`forecast.data.to_original`)."""
-        return to_original(self.scaler, self.transform, values, windows)
+        return to_original(self.scaler, self.transform, values, windows, self.deseason)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,7 @@ class PipelineState:
             "calibration_windows": self.calibration_windows,
             "transform": self.transform.to_dict(),
             "calendar": self.calendar.to_dict(),
+            "deseason": self.deseason.to_dict(),
         }
 
     @classmethod
@@ -138,6 +141,9 @@ class PipelineState:
             if "transform" in d
             else TargetTransform(),
             calendar=Calendar.from_dict(d.get("calendar")),
+            deseason=Deseasonalizer.from_dict(d["deseason"])
+            if "deseason" in d
+            else Deseasonalizer(),
         )
 
     @property
@@ -244,7 +250,9 @@ class Forecaster:
         check_in_range(hist, scaled, st.scaler, self._ids(hist), time_col=schema.time_col)
         times = self._future_times(last)
         future = self._future_frame(last, times, future_raw) if schema.future_covariates else None
-        windows = inference_windows(scaled, schema, st.window, future=future)
+        windows = inference_windows(
+            scaled, schema, st.window, future=future, horizon_times=self._stack(times, last)
+        )
         point, quantiles = predict_windows(self.model, windows, batch_size=batch_size)
         point = st.to_original(point, windows)
         if quantiles is not None:
@@ -254,6 +262,11 @@ class Forecaster:
         if quantiles is not None and st.calibration_windows:
             quantiles = self._recalibrate(scaled, windows, quantiles, batch_size)
         return self._rows(windows.series_ids, times, point, quantiles)
+
+    @staticmethod
+    def _stack(times: dict[Any, pd.DatetimeIndex], last: pd.Series) -> np.ndarray:
+        """(S, H) int64 ns horizon timestamps in series order (`Windows.horizon_times`)."""
+        return np.stack([times[sid].as_unit("ns").asi8 for sid in last.index])
 
     def _last_times(self, hist: pd.DataFrame) -> pd.Series:
         """Last history timestamp of each series, indexed by series id, in frame order.

@@ -142,6 +142,7 @@ def train_model(
         calibration_windows=config.calibration.windows,
         transform=prepared.transform,
         calendar=prepared.calendar,
+        deseason=prepared.deseason,
     )
     return Fitted(
         model=model,

@@ -1,14 +1,17 @@
-"""Serving replays the §2 options (centring, log / Box-Cox, residual head, K-seed ensembles)
-from the saved model and pipeline state: served forecasts equal the scored ones to 1e-5."""
+"""Serving replays the §2 options (centring, log / Box-Cox, MSTL deseasonalization, residual
+head, K-seed ensembles) from the saved model and pipeline state: served forecasts equal the
+scored ones to 1e-5."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from forecast.config import ForecastConfig
-from forecast.data import prepare
-from forecast.evaluation.scoring import model_forecasts, predict_windows
+from forecast.data import load_source, prepare
+from forecast.evaluation.scoring import baseline_forecasts, model_forecasts, predict_windows
 from forecast.evaluation.seeds import seed_scores, spread_line, spread_metrics
 from forecast.models.ensemble import EnsembleModel
 from forecast.serving.forecaster import Forecaster
@@ -29,6 +32,13 @@ OPTIONS = {
         "quantiles": [0.1, 0.5, 0.9],
     },
     "centre_mean_log": {"target_centre": "mean", "target_transform": "log"},
+    "deseason_log_centre_residual": {
+        "deseasonalize": "mstl",
+        "target_transform": "log",
+        "target_centre": "last",
+        "residual": "seasonal_naive",
+        "quantiles": [0.1, 0.5, 0.9],
+    },
 }
 
 
@@ -91,6 +101,11 @@ def test_options_are_in_the_saved_state_and_the_forecasts_are_in_price_units(tra
     assert lam.shape == (len(SERIES), 1)
     if config.model.target_transform == "log":
         assert (lam == 0).all()
+    profile = loaded.state.deseason
+    assert profile.method == config.model.deseasonalize
+    if profile.active:  # a week of business days; the year (260) has too few rows
+        assert profile.periods_ == (5,) and profile.cycles_[5].shape == (len(SERIES), 1, 5)
+        np.testing.assert_array_equal(profile.cycles_[5], prepared.deseason.cycles_[5])
     history = RAW[RAW["series"] == "DAX"].tail(40).reset_index(drop=True)
     got = loaded.predict(history)
     last = float(history["value"].iloc[-1])
@@ -128,3 +143,25 @@ def test_ensemble_forecasts_are_the_median_of_the_seeds_and_their_spread_is_repo
     line = spread_line(seeds, 0.5)
     assert line.startswith("Ensemble of 2 seeds: test MASE seed 0: ")
     assert line.endswith("the median of the seeds scores 0.500.")
+
+
+@pytest.mark.slow
+def test_deseasonalized_models_are_scored_against_the_same_baselines():
+    """The windows hold the remainder, but the baselines still forecast the series: their
+    forecasts are those of the same config without `deseasonalize`, and the profile is
+    fitted on training rows only (test rows changed: the same profile)."""
+    options = {"deseasonalize": "mstl", "target_transform": "log"}
+    config = _config(options)
+    plain = prepare(_config({"target_transform": "log"}))
+    prepared = prepare(config)
+    assert not np.allclose(prepared.windows["test"].target, plain.windows["test"].target)
+    np.testing.assert_allclose(prepared.y_true("test"), plain.y_true("test"), rtol=1e-6)
+    for name, got in baseline_forecasts(prepared, "test", ["naive", "seasonal_naive"]).items():
+        np.testing.assert_allclose(got, baseline_forecasts(plain, "test", [name])[name], rtol=1e-5)
+    first_test = prepared.split.times[prepared.split.ranges.test.start]
+    source = load_source(config.data)
+    f = source.frame
+    late = f.assign(value=f["value"].where(f["timestamp"] < first_test, 1.0))
+    shifted = prepare(config, replace(source, frame=late))
+    assert not np.allclose(shifted.y_true("test"), prepared.y_true("test"))
+    np.testing.assert_array_equal(shifted.deseason.cycles_[5], prepared.deseason.cycles_[5])
