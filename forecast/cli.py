@@ -270,9 +270,9 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, (*args.overrides, *refit))
     _open_store(config)
     _load_tensorflow()
-    from forecast.jobs.train import train_job
+    from forecast.jobs.auto import train_auto  # `model: auto` tunes first
 
-    outcome = train_job(config, register=False if args.no_register else None, resume=args.resume)
+    outcome = train_auto(config, register=False if args.no_register else None, resume=args.resume)
     print(outcome.report())
     return EXIT_OK
 

@@ -22,6 +22,7 @@ from forecast.config.sections import (
     TrackingConfig,
 )
 from forecast.config.training import STRATEGIES, TrainConfig
+from forecast.config.tuning import TuningConfig
 
 __all__ = [
     "PROMOTE_METRICS",
@@ -37,6 +38,7 @@ __all__ = [
     "SplitConfig",
     "TrackingConfig",
     "TrainConfig",
+    "TuningConfig",
     "apply_overrides",
     "load_config",
 ]

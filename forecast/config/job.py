@@ -26,6 +26,7 @@ from forecast.config.sections import (
     TrackingConfig,
 )
 from forecast.config.training import TrainConfig
+from forecast.config.tuning import TuningConfig
 from pipelines.calendars import Calendar
 from pipelines.deseason import check_calendar
 from pipelines.errors import ConfigError
@@ -47,7 +48,9 @@ _SECTIONS: dict[str, type] = {
     "calibration": CalibrationConfig,
     "backtest": BacktestConfig,
     "tracking": TrackingConfig,
+    "tuning": TuningConfig,
 }
+AUTO = "auto"  # `model: auto`: `forecast train` runs `forecast tune` first
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class ForecastConfig:
     """A whole job: data, split, scale, windows, model, training, evaluation and tracking.
 
     Also the calibration and backtest settings; each section is validated by its dataclass.
+    ``model: auto`` in YAML sets `auto`: `forecast train` then chooses the model, optimizer
+    and lookback with `forecast tune` (budget: the `tuning` section) on pre-test rows first.
     """
 
     name: str
@@ -69,8 +74,15 @@ class ForecastConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    auto: bool = False
 
     def __post_init__(self) -> None:
+        if not self.auto and self.tuning != TuningConfig():
+            raise ConfigError(
+                "`tuning` is the search budget of `model: auto`; set `model: auto` or leave "
+                f"`tuning` out. Received: tuning={self.tuning}"
+            )
         if self.tracking.promote_metric == "val_pinball_mean" and not self.model.quantiles:
             raise ConfigError(
                 "`tracking.promote_metric: val_pinball_mean` needs a quantile head: set "
@@ -120,6 +132,10 @@ class ForecastConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastConfig:
         """Validate a plain dict (from YAML); unknown keys are errors with a did-you-mean."""
+        if "auto" in d:  # a field, but written `model: auto`
+            raise ConfigError(
+                "Unknown key 'auto'. To let `forecast train` choose the model, write `model: auto`."
+            )
         check_keys(d, cls, "config")
         for required in ("name", "data", "window"):
             if required not in d:
@@ -127,6 +143,15 @@ class ForecastConfig:
         if not isinstance(d["name"], str) or not d["name"]:
             raise ConfigError(f"`name` must be a non-empty string. Received: {d['name']!r}")
         kwargs: dict[str, Any] = {"name": d["name"]}
+        model = d.get("model")
+        if isinstance(model, str):
+            if model != AUTO:
+                raise ConfigError(
+                    f"`model` must be a mapping of model settings, or '{AUTO}' to let "
+                    f"`forecast train` choose one with `forecast tune`. Received: {model!r}"
+                )
+            d = {k: v for k, v in d.items() if k != "model"}
+            kwargs["auto"] = True
         for key, section_cls in _SECTIONS.items():
             if key in d:
                 kwargs[key] = _section(section_cls, key, d[key])
@@ -137,6 +162,8 @@ class ForecastConfig:
         out: dict[str, Any] = {"name": self.name}
         for key in _SECTIONS:
             out[key] = _plain(getattr(self, key))
+        if self.auto:
+            out["model"] = AUTO
         return out
 
     def to_yaml(self) -> str:

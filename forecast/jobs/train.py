@@ -65,6 +65,7 @@ class TrainOutcome:
     comparison: Comparison | None = None  # against the classical models, on test windows
     refit: Fitted | None = None  # the model registered under `training.refit: full`
     refit_run_id: str | None = None
+    tuned: Any = None  # `model: auto`: the `TuneResult` of the tune job that chose `config`
 
     @property
     def scored_part(self) -> str:
@@ -101,6 +102,13 @@ class TrainOutcome:
         lines += [
             f"model: {self.model_uri}",
         ]
+        if self.tuned is not None:
+            n = len(self.tuned.trials)
+            lines.insert(
+                2,
+                f"model: auto chose it by `forecast tune` (run {self.tuned.run_id}, {n} "
+                f"trial{'s' if n != 1 else ''}, mean pre-test MASE {self.tuned.best_value:.4f}).",
+            )
         skipped = self.prepared.skipped
         if skipped:
             shown = ", ".join(f"{sid!r} ({n})" for sid, n in list(skipped.items())[:5])
@@ -271,6 +279,7 @@ def train_job(
     register: bool | None = None,
     callbacks: tuple = (),
     resume: str | None = None,
+    tuned: Any = None,
 ) -> TrainOutcome:
     """Train, evaluate against the baselines, log everything to MLflow, register, promote.
 
@@ -284,6 +293,8 @@ def train_job(
         register: override `config.tracking.register`.
         callbacks: extra Keras callbacks (progress reporting).
         resume: id of a killed or failed train run of this config to continue.
+        tuned: the `forecast.jobs.tune.TuneResult` that chose `config` (``model: auto``):
+            logged to the run (tag ``forecast.tune_run``, ``chosen_config.yaml``).
 
     Raises:
         ConfigError: the tracking store is unreachable, or ``resume`` names a run that
@@ -295,6 +306,11 @@ def train_job(
     mlflow.set_registry_uri(uri)  # the model registry lives in the same store as the runs
     open_store(uri)
     register = config.tracking.register if register is None else register
+    if config.auto:  # `forecast.jobs.auto.train_auto` tunes first, then calls this
+        raise ConfigError(
+            "`model: auto` chooses the model with `forecast tune` before training: run "
+            "`forecast train` (or `forecast.jobs.auto.train_auto`), or give a `model` section."
+        )
     if resume is not None:
         resumable_run(resume, experiment=config.experiment, config=config.to_dict())
     with tracked_run(
@@ -305,6 +321,10 @@ def train_job(
         resume_run_id=resume,
     ) as run:
         checkpoints = checkpoint_dir(run)
+        if tuned is not None:  # what `model: auto` chose, and the tune run that chose it
+            mlflow.log_text(config.to_yaml(), "chosen_config.yaml")
+            mlflow.set_tags({"forecast.auto": "true", "forecast.tune_run": tuned.run_id})
+            log_metrics({"tune_best_mase": tuned.best_value, "tune_trials": len(tuned.trials)})
         if resume is not None:
             mlflow.set_tag(RESUMED_TAG, str(checkpoint_epoch(checkpoints)))
         source = load_source(config.data)
@@ -388,6 +408,7 @@ def train_job(
             comparison=comparison,
             refit=refit,
             refit_run_id=refit_run_id,
+            tuned=tuned,
         )
 
 

@@ -21,6 +21,8 @@ the horizon H when the data have none):
 - ``model.target_transform``: none, log or boxcox (offered only when every training target
   is positive);
 - ``model.residual``: none or seasonal_naive (season S);
+- ``model.deseasonalize``: none or mstl (offered only when S > 1 and the data sit on a
+  regular grid: MSTL with the data's seasons, fitted on each fold's training rows);
 - ``optimizer.learning_rate``: log-uniform in [3e-4, 1e-2]; ``optimizer.loss``: mae or mse.
   Gradients are clipped to norm 1 (``optimizer.clipnorm``) unless the config sets it.
 """
@@ -40,7 +42,9 @@ import optuna
 import pandas as pd
 import yaml
 
-from forecast.config import ForecastConfig
+from forecast.config import ForecastConfig, TuningConfig
+from forecast.config.tuning import SPACE as SPACE  # re-exported: the documented space
+from forecast.config.tuning import narrowed
 from forecast.data import Source, featurize, load_source, prepare_split
 from forecast.evaluation.baselines import season_from_freq
 from forecast.evaluation.scoring import score_part
@@ -49,6 +53,7 @@ from forecast.jobs.tune_args import check_arguments
 from forecast.tracking.runs import log_metrics, log_table_csv, resolve_tracking_uri, tracked_run
 from forecast.training.distribute import make_strategy
 from forecast.training.fitting import train_model
+from pipelines.calendars import Calendar
 from pipelines.errors import ConfigError
 from pipelines.sources import atomic_write
 from pipelines.split import split_by_time
@@ -56,16 +61,6 @@ from pipelines.split import split_by_time
 log = logging.getLogger(__name__)
 
 LOOKBACK_SEASONS = (1, 2, 3, 4)
-SPACE: dict[str, tuple[Any, ...]] = {
-    "cell": ("lstm", "gru"),
-    "units": (16, 32, 64),
-    "head_layers": ("none", "64", "256"),
-    "target_centre": ("none", "last", "mean"),
-    "target_scaling": ("none", "window_rms"),
-    "target_transform": ("none", "log", "boxcox"),
-    "residual": ("none", "seasonal_naive"),
-    "loss": ("mae", "mse"),
-}
 LEARNING_RATE = (3e-4, 1e-2)
 OBJECTIVE = "mase"  # mean over folds of the model's test-fold MASE (pre-test rows only)
 
@@ -79,6 +74,7 @@ class PreTest:
     first_test: pd.Timestamp
     season: int
     positive: bool  # every target of the kept rows > 0 (log / Box-Cox may be tried)
+    regular: bool = True  # on the regular grid of its frequency (MSTL may be tried)
 
 
 @dataclass(frozen=True)
@@ -112,7 +108,8 @@ def pre_test(config: ForecastConfig) -> PreTest:
     season = config.evaluation.season or (season_from_freq(freq) if freq else 1)
     kept = frame[frame[schema.time_col] < first_test]
     positive = bool((kept[list(schema.targets)].to_numpy() > 0).all())
-    return PreTest(cut, cut_source, first_test, season, positive)
+    regular = Calendar.from_dict(frame.attrs.get("calendar")).kind == "regular"
+    return PreTest(cut, cut_source, first_test, season, positive, regular)
 
 
 def _suggest(
@@ -140,6 +137,7 @@ def _suggest(
         target_transform=p["target_transform"],
         residual=p["residual"],
         residual_season=cut.season if p["residual"] != "none" else None,
+        deseasonalize=p["deseasonalize"],
         head="direct",
         mode="static",
         bidirectional=False,
@@ -151,7 +149,10 @@ def _suggest(
         clipnorm=base.optimizer.clipnorm or (None if base.optimizer.clipvalue else 1.0),
     )
     window = replace(base.window, lookback=k * unit, min_lookback=None)
-    return replace(base, model=model, optimizer=optimizer, window=window)
+    # A trial (and the chosen config) is a model, no longer `model: auto`.
+    return replace(
+        base, model=model, optimizer=optimizer, window=window, auto=False, tuning=TuningConfig()
+    )
 
 
 # The first trials of every search: settings that did well before the test part of the
@@ -206,19 +207,11 @@ def starting_points(
 
 def search_space(cut: PreTest, narrow: dict[str, Any] | None = None) -> dict[str, tuple]:
     """`SPACE`, with the choices of `narrow` (a subset of each) in place of their keys'."""
-    space = dict(SPACE)
-    for name, choices in (narrow or {}).items():
-        allowed = SPACE.get(name)
-        choices = tuple(choices) if isinstance(choices, list | tuple) else (choices,)
-        if allowed is None or not choices or not set(choices) <= set(allowed):
-            raise ConfigError(
-                f"`space` narrows the keys {sorted(SPACE)} to some of their choices. "
-                f"Received: {name}={list(choices)!r}"
-                + (f"; allowed: {list(allowed)}" if allowed is not None else "")
-            )
-        space[name] = choices
+    space = narrowed(narrow)
     if not cut.positive:
         space["target_transform"] = ("none",)
+    if cut.season <= 1 or not cut.regular:
+        space["deseasonalize"] = ("none",)
     return space
 
 

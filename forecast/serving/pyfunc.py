@@ -232,6 +232,14 @@ def example_history(forecaster: Forecaster, *, rows: int | None = None) -> pd.Da
             # The training centre where the scaler knows the column: in range for any model.
             known = col in scaler.columns_
             frame[col] = float(scaler.offset_[0, scaler.columns_.index(col)]) if known else 1.0
+    tr = st.transform
+    if tr.method != "none" and set(tr.targets_) <= set(frame.columns):
+        # The scaler's centre is in transformed units (log, Box-Cox): invert it, or the
+        # example would be transformed twice and refused as far outside the training range.
+        centre = frame[tr.targets_].to_numpy(np.float64)[:1, None, :]  # (1, 1, T)
+        back = tr.inverse_target(centre, np.zeros(1, np.int64), series_ids=tr.series_ids_[:1])
+        for t, col in enumerate(tr.targets_):
+            frame[col] = float(back[0, 0, t])
     if n_future:
         frame.loc[n_hist:, list(raw.targets)] = np.nan
     return frame

@@ -1,6 +1,8 @@
-"""The job config: `data.start` / `data.end` are checked and kept as timestamp text."""
+"""The job config: `data.start` / `data.end` are checked and kept as timestamp text; `model: auto`."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -80,3 +82,36 @@ def test_start_after_end_fails_when_the_config_loads():
         "`data.start` must not be after `data.end`: no row would be kept. "
         "Received: start='1998-01-01', end='1997-07-24'"
     )
+
+
+AUTO = {"name": "a", "data": {"dataset": "sp500"}, "window": {"lookback": 10, "horizon": 2}}
+
+
+def test_model_auto_loads_with_a_validated_budget_and_round_trips():
+    config = ForecastConfig.from_dict({**AUTO, "model": "auto", "tuning": {"trials": 3}})
+    assert config.auto and config.tuning.trials == 3 and config.tuning.timeout == 600.0
+    d = config.to_dict()
+    assert d["model"] == "auto"
+    assert d["tuning"] == {"trials": 3, "timeout": 600.0, "seed": 0, "space": {}}
+    assert ForecastConfig.from_dict(d) == config
+    assert not ForecastConfig.from_dict({**AUTO, "model": {}}).auto
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model": "lstm"}, "`model` must be a mapping of model settings, or 'auto' to let"),
+        ({"model": "auto", "tuning": {"trials": 0}}, "`tuning.trials` must be between 1 and 200"),
+        ({"model": "auto", "tuning": {"timeout": "1h"}}, "`tuning.timeout` must be a number"),
+        ({"model": "auto", "tuning": {"trails": 2}}, "Unknown key 'tuning.trails'"),
+        (
+            {"model": "auto", "tuning": {"space": {"cell": ["tcn"]}}},
+            "Received: cell=['tcn']; allowed: ['lstm', 'gru']",
+        ),
+        ({"tuning": {"trials": 2}}, "`tuning` is the search budget of `model: auto`"),
+        ({"auto": True}, "Unknown key 'auto'. To let `forecast train` choose the model, write"),
+    ],
+)
+def test_model_auto_and_its_budget_are_refused_at_load_with_the_key(changes, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ForecastConfig.from_dict({**AUTO, **changes})

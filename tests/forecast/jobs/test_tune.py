@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -10,7 +12,8 @@ import yaml
 
 from forecast.cli import main
 from forecast.config import ForecastConfig, load_config
-from forecast.jobs.tune import SPACE, STARTING_POINTS, pre_test, tune_job
+from forecast.jobs.auto import train_auto
+from forecast.jobs.tune import SPACE, STARTING_POINTS, pre_test, search_space, tune_job
 from pipelines import datasets
 
 
@@ -39,20 +42,24 @@ def _config(csv, name="tuned") -> dict:
 
 @pytest.mark.slow
 def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path):
-    runs = []
-    for k, factor in enumerate((1.0, 1000.0)):  # the second run's test part is distorted
-        config = ForecastConfig.from_dict(_config(_csv(tmp_path / f"d{k}.csv", factor)))
-        cut = pre_test(config)
-        assert pd.to_datetime(cut.source.frame["timestamp"]).max() < cut.first_test
-        # A narrow space keeps the test short: the cheapest cell and width.
-        narrow = {"cell": ["lstm"], "units": [16], "head_layers": ["none"]}
-        out = tmp_path / f"chosen{k}.yaml"
-        runs.append(tune_job(config, output=out, trials=2, seed=7, space=narrow))
-    a, b = runs
+    config = ForecastConfig.from_dict(_config(_csv(tmp_path / "d0.csv")))
+    cut = pre_test(config)
+    assert pd.to_datetime(cut.source.frame["timestamp"]).max() < cut.first_test
+    # A narrow space keeps the test short: the cheapest cell and width.
+    narrow = {"cell": ["lstm"], "units": [16], "head_layers": ["none"]}
+    # One trial: TPE samples at random for its first 10 (seeded), so a second adds nothing.
+    a = tune_job(config, output=tmp_path / "chosen0.yaml", trials=1, seed=7, space=narrow)
+    # The same search as `model: auto` in a config whose test part is distorted:
+    # `forecast train` tunes on the pre-test rows first, then trains the chosen config.
+    d = {**_config(_csv(tmp_path / "d1.csv", 2.0)), "model": "auto"}  # served: in range
+    d["tuning"] = {"trials": 1, "seed": 7, "space": narrow}
+    d["evaluation"] = {**d["evaluation"], "classical": []}
+    outcome = train_auto(ForecastConfig.from_dict(d), register=False)
+    b = outcome.tuned
     # Same seed, same proposals and scores, whatever the test rows hold: they are never read.
     assert a.trials.drop(columns="value").equals(b.trials.drop(columns="value"))
     np.testing.assert_allclose(a.trials["value"], b.trials["value"], rtol=1e-6)
-    assert len(a.trials) == 2 and np.isfinite(a.trials["value"]).all()
+    assert len(a.trials) == 1 and np.isfinite(a.trials["value"]).all()
     assert a.best_value == a.trials["value"].min()
     assert set(SPACE) <= set(a.trials.columns)
     # The first trial is the first starting point, within the narrowed space (its units of
@@ -65,7 +72,7 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     children = mlflow.search_runs(
         experiment_names=["tuned"], filter_string=f"tags.mlflow.parentRunId = '{a.run_id}'"
     )
-    assert len(children) == 2
+    assert len(children) == 1
     np.testing.assert_allclose(
         sorted(children["metrics.mase"]), sorted(a.trials["value"]), rtol=1e-9
     )
@@ -77,6 +84,19 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     assert chosen.model.cell == best["cell"] and chosen.optimizer.loss == best["loss"]
     assert chosen.data.end is None and chosen.data.path == str(tmp_path / "d0.csv")
     assert a.output.read_text().startswith("# Chosen by `forecast tune`")
+    # `model: auto` trained the tune job's choice and logged it to the train run.
+    chosen_b = outcome.config
+    assert not chosen_b.auto and chosen_b == b.config and chosen_b.model == chosen.model
+    run = mlflow.get_run(outcome.run_id)
+    assert run.data.tags["forecast.tune_run"] == b.run_id
+    assert run.data.params["model.cell"] == chosen_b.model.cell
+    logged = mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/chosen_config.yaml")
+    assert ForecastConfig.from_dict(yaml.safe_load(logged)) == chosen_b
+    assert outcome.fitted.model.spec == chosen_b.model
+    assert (
+        f"model: auto chose it by `forecast tune` (run {b.run_id}, 1 trial, mean"
+        in outcome.report()
+    )
 
 
 @pytest.mark.parametrize(
@@ -122,7 +142,11 @@ def test_pre_test_cut_ends_just_before_the_test_part(tmp_path):
     times = pd.read_csv(tmp_path / "d.csv", parse_dates=["timestamp"])["timestamp"]
     assert cut.first_test == times.iloc[len(times) - 44]
     assert pd.to_datetime(cut.source.frame["timestamp"]).max() == times.iloc[len(times) - 45]
-    assert cut.season == 5 and cut.positive
+    assert cut.season == 5 and cut.positive and cut.regular
+    # MSTL is offered where the data have a season, on a regular grid only.
+    assert search_space(cut)["deseasonalize"] == ("none", "mstl")
+    assert search_space(replace(cut, season=1))["deseasonalize"] == ("none",)
+    assert search_space(replace(cut, regular=False))["deseasonalize"] == ("none",)
 
 
 def test_lookbacks_the_config_refuses_are_not_offered(tmp_path):

@@ -22,7 +22,7 @@ H = 3
 RAW = datasets.load("eustockmarkets").frame  # prices: positive targets
 SERIES = ("CAC", "DAX", "FTSE", "SMI")
 OPTIONS = {
-    "centre_last_boxcox_residual_ensemble": {
+    "centre_last_boxcox_mstl_residual_ensemble": {
         "target_centre": "last",
         "target_scaling": "window_rms",
         "target_transform": "boxcox",
@@ -30,15 +30,9 @@ OPTIONS = {
         "ensemble": 2,
         "head_layers": [8],
         "quantiles": [0.1, 0.5, 0.9],
+        "deseasonalize": "mstl",
     },
     "centre_mean_log": {"target_centre": "mean", "target_transform": "log"},
-    "deseason_log_centre_residual": {
-        "deseasonalize": "mstl",
-        "target_transform": "log",
-        "target_centre": "last",
-        "residual": "seasonal_naive",
-        "quantiles": [0.1, 0.5, 0.9],
-    },
 }
 
 
