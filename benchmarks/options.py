@@ -5,6 +5,7 @@ Run from the repository root::
     TF_CPP_MIN_LOG_LEVEL=2 KERAS_BACKEND=tensorflow .venv/bin/python -m benchmarks.options \\
         --series a10 --output /tmp/options_a10.csv
     ... --series a10 --options none,centre_last --quick      # smoke run
+    ... --series elecdemand --options centre_residual,centre_residual_mstl --no-classical
 
 For each option (`OPTIONS`: one change of the base config's ``model`` / ``optimizer``),
 the config is backtested (`forecast.jobs.backtest.run_backtest`, scaler and model refit per
@@ -99,8 +100,12 @@ def elecdaily_csv(folder: Path) -> Path:
 def base_config(series: str, folder: Path) -> ForecastConfig:
     if series == "elecdaily":
         return elecdaily_config(folder)
+    if series == "elecdemand":
+        return elecdemand_config()
     if series != "a10":
-        raise SystemExit(f"unknown series {series!r}; this script knows: a10, elecdaily")
+        raise SystemExit(
+            f"unknown series {series!r}; this script knows: a10, elecdaily, elecdemand"
+        )
     return ForecastConfig.from_dict(
         {
             "name": "options-a10",
@@ -136,6 +141,24 @@ def elecdaily_config(folder: Path) -> ForecastConfig:
             "training": {"epochs": 200, "patience": 20, "batch_size": 32, "verbose": 0},
             "evaluation": {"baselines": ["seasonal_naive"]},
             "backtest": {"folds": 3, "test_steps": 14, "validation_steps": 28, "step": 14},
+        }
+    )
+
+
+def elecdemand_config() -> ForecastConfig:
+    """A day ahead (48 half-hours) from two days, on the last 12 weeks of 2014; seasons
+    48 and 336 (a day and a week) for MSTL; the last 2 weeks are the test part."""
+    return ForecastConfig.from_dict(
+        {
+            "name": "options-elecdemand",
+            "data": {"dataset": "elecdemand", "last_n": 12 * 336},
+            "split": {"validation": 336, "test": 672},
+            "window": {"lookback": 96, "horizon": 48},
+            "model": {"units": [32]},
+            "optimizer": {"learning_rate": 3e-3, "clipnorm": 1.0},
+            "training": {"epochs": 20, "patience": 4, "batch_size": 128, "verbose": 0},
+            "evaluation": {"baselines": ["seasonal_naive"]},
+            "backtest": {"folds": 2, "test_steps": 336, "validation_steps": 336, "step": 336},
         }
     )
 
@@ -183,6 +206,9 @@ def main() -> None:
     parser.add_argument("--options", default=",".join(OPTIONS))
     parser.add_argument("--output", default=None, help="write the table here (CSV)")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 1 fold: a smoke run")
+    parser.add_argument(
+        "--no-classical", action="store_true", help="skip AutoETS / AutoTheta (long series)"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as store, contextlib.chdir(store):
@@ -198,7 +224,7 @@ def main() -> None:
             )
         cut = pre_test(config)
         print(f"test part from {cut.first_test}; pre-test rows end {cut.source.frame.iloc[-1, 0]}")
-        classical = classical_test(config)
+        classical = {} if args.no_classical else classical_test(config)
         print("classical on test:", classical, flush=True)
         for name in args.options.split(","):
             cand = with_option(config, name)

@@ -10,7 +10,8 @@ split (``split.test``) and every fold is checked to end before it, so the test r
 trained on, early-stopped on or scored. The chosen config is the given one with the winning
 model, optimizer and lookback, on the whole data: ``forecast train chosen.yaml``.
 
-The search space (`SPACE`), for a data season S (``evaluation.season`` or the frequency's;
+The search space (`SPACE`, defined in `forecast.config.tuning` so that a config's
+``tuning.space`` is checked when it loads), for a data season S (``evaluation.season`` or the frequency's;
 the horizon H when the data have none):
 
 - ``window.lookback``: S, 2S, 3S or 4S (only those the training rows can fill);
