@@ -231,9 +231,9 @@ def prepare_split(
     split, skipped = _without_young_series(split, schema, spec, season)
     frame = split.frame
     train = split.train
+    deseason = _deseasonalizer(config, calendar, season, freq)  # refused before any fit
     transform = TargetTransform(method=config.model.target_transform, season=season)
     transform.fit(train, schema)  # training rows only, like the scaler
-    deseason = _deseasonalizer(config, calendar, season, freq)
     deseason.fit(transform.transform(train), schema, freq=freq)  # training rows only
     scaler = SeriesScaler(method=config.scale.method, per_series=config.scale.per_series)
     scaler.fit(deseason.transform(transform.transform(train)), schema)
