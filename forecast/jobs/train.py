@@ -300,17 +300,17 @@ def train_job(
         ConfigError: the tracking store is unreachable, or ``resume`` names a run that
             cannot be continued (see `resumable_run`), before any data is read.
     """
+    if config.auto:  # `forecast.jobs.auto.train_auto` tunes first, then calls this
+        raise ConfigError(
+            "`model: auto` chooses the model with `forecast tune` before training: run "
+            "`forecast train` (or `forecast.jobs.auto.train_auto`), or give a `model` section."
+        )
     make_strategy(config.training.strategy)  # before any TensorFlow op; bad TF_CONFIG fails here
     uri = resolve_tracking_uri(config.tracking.tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # the model registry lives in the same store as the runs
     open_store(uri)
     register = config.tracking.register if register is None else register
-    if config.auto:  # `forecast.jobs.auto.train_auto` tunes first, then calls this
-        raise ConfigError(
-            "`model: auto` chooses the model with `forecast tune` before training: run "
-            "`forecast train` (or `forecast.jobs.auto.train_auto`), or give a `model` section."
-        )
     if resume is not None:
         resumable_run(resume, experiment=config.experiment, config=config.to_dict())
     with tracked_run(

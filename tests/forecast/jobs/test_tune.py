@@ -13,6 +13,7 @@ import yaml
 from forecast.cli import main
 from forecast.config import ForecastConfig, load_config
 from forecast.jobs.auto import train_auto
+from forecast.jobs.train import train_job
 from forecast.jobs.tune import SPACE, STARTING_POINTS, pre_test, search_space, tune_job
 from pipelines import datasets
 
@@ -134,6 +135,14 @@ def test_a_space_outside_the_documented_one_is_refused(tmp_path):
         tune_job(config, output=tmp_path / "c.yaml", space={"cell": ["transformer"]})
     with pytest.raises(ValueError, match=r"Received: epochs=\[3\]"):
         tune_job(config, output=tmp_path / "c.yaml", space={"epochs": [3]})
+
+
+def test_an_auto_config_is_tuned_by_train_auto_only_and_never_resumed(tmp_path):
+    config = ForecastConfig.from_dict({**_config(_csv(tmp_path / "d.csv")), "model": "auto"})
+    with pytest.raises(ValueError, match=r"`model: auto` chooses the model with `forecast tune`"):
+        train_job(config)
+    with pytest.raises(ValueError, match=r"resumed with the config it chose: download its"):
+        train_auto(config, resume="0123abcd")
 
 
 def test_pre_test_cut_ends_just_before_the_test_part(tmp_path):
