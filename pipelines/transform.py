@@ -177,7 +177,10 @@ class TargetTransform:
 
 def _apply(func: Any, x: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """`func(x, lambda)` with one lambda per element (grouped by distinct lambda)."""
-    lam = np.broadcast_to(lam, x.shape)
+    # A lambda within 1e-12 of 0 is the log: Box-Cox equals it there to ~1e-11, and
+    # coreforecast's inverse at a subnormal lambda (5e-324, drawn by hypothesis) overflows
+    # 1/lambda and returns 0.368 for 0.5.
+    lam = np.where(np.abs(lam) < 1e-12, 0.0, np.broadcast_to(lam, x.shape))
     out = np.empty_like(x, dtype=np.float64)
     for value in np.unique(lam):
         where = lam == value
