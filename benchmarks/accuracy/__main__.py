@@ -86,29 +86,29 @@ def markdown(results: dict[str, dict], command: str) -> str:
 
 
 def ablation_markdown(results: dict[str, dict]) -> str:
-    """MASE of the tuned config and of the same config with each §2 option switched off."""
-    lines = [
-        "| series | tuned config (mean ± sd) | variant | seeds | MASE (mean ± sd) | variant / tuned |",
-        "|---|---|---|---|---|---|",
-    ]
+    """MASE of the tuned config, and of the same config with each §2 option it uses
+    switched off (its ratio to the tuned config's in brackets; "-": not used)."""
+    keys = list(OPTIONS_OFF)
+    head = "| series | tuned: options on | tuned MASE | " + " | ".join(f"no {k}" for k in keys)
+    lines = [head + " | all off |", "|" + "---|" * (len(keys) + 4)]
     for name, r in results.items():
         m = r.get("model") or {}
         if "ablations" not in m:
             continue
-        used = ", ".join(
-            f"{k}: {v}"
-            for k, v in m["config"]["model"].items()
-            if k in OPTIONS_OFF and v not in (OPTIONS_OFF[k], None, [])
-        )
-        base = f"{m['mase_mean']:.3f} ± {m['mase_std']:.3f} ({used or 'no option'})"
-        if not m["ablations"]:
-            lines.append(f"| {name} | {base} | (no option to switch off) | | | |")
-        for variant, a in m["ablations"].items():
-            lines.append(
-                f"| {name} | {base} | {variant} | {len(a['seeds'])} | "
-                f"{a['mase_mean']:.3f} ± {a['mase_std']:.3f} | "
-                f"{a['mase_mean'] / m['mase_mean']:.2f}x |"
+        model = m["config"]["model"]
+        used = [k for k in keys if model.get(k) not in (OPTIONS_OFF[k], None, [])]
+        cells = []
+        for variant in [f"no {k}" for k in keys] + ["all off"]:
+            a = m["ablations"].get(variant)
+            cells.append(
+                f"{a['mase_mean']:.3f} ({a['mase_mean'] / m['mase_mean']:.2f}x)" if a else "-"
             )
+        on = ", ".join(f"{k} {model[k]}" for k in used) or "none"
+        lines.append(
+            f"| {name} | {on} | {m['mase_mean']:.3f} ± {m['mase_std']:.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
