@@ -5,6 +5,7 @@ Private helpers of `pipelines.validate`; all work on int64 UTC nanoseconds in nu
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -150,12 +151,9 @@ class Grid:
             return
         # Calendar offsets (B, MS, W-SUN; D in pandas 3) are on-offset by date: the grid
         # holds dates and each series keeps the time of day of its first row (B at 16:00).
-        probe = pd.date_range("2000-01-03", periods=3, freq=offset).as_unit("ns").asi8
-        sub_daily = (np.diff(probe) < _DAY_NS).any()  # business hours: no date/time split
-        day = r.wall if sub_daily else r.wall - r.wall % _DAY_NS
+        day = r.wall if _sub_daily(offset) else r.wall - r.wall % _DAY_NS
         self.tod = r.per_row((r.wall - day)[r.starts])
-        g = pd.date_range(pd.Timestamp(day.min()), pd.Timestamp(day.max()), freq=offset)
-        self.g = g.as_unit("ns").asi8
+        self.g = _offset_grid(int(day.min()), int(day.max()), offset)
         self.k = np.searchsorted(self.g, day)
         hit = self.g[np.minimum(self.k, len(self.g) - 1)] == day
         self.off = (self.k >= len(self.g)) | ~hit | (r.wall - day != self.tod)
@@ -183,6 +181,27 @@ class Grid:
             return wall
         local = pd.DatetimeIndex(wall.view("M8[ns]"))
         return local.tz_localize(self.tz, ambiguous="NaT", nonexistent="shift_forward").asi8
+
+
+@functools.lru_cache(maxsize=64)
+def _sub_daily(offset: BaseOffset) -> bool:
+    """Whether a calendar offset steps within a day (business hours: no date/time split)."""
+    probe = pd.date_range("2000-01-03", periods=3, freq=offset).as_unit("ns").asi8
+    return bool((np.diff(probe) < _DAY_NS).any())
+
+
+@functools.lru_cache(maxsize=256)
+def _offset_grid(lo: int, hi: int, offset: BaseOffset) -> np.ndarray:
+    """Wall-clock ns of `offset`'s dates from `lo` to `hi`, read-only (cached: shared).
+
+    `pd.date_range` of a calendar offset steps in Python, one date at a time (~0.5 ms for a
+    few months of business days): most of validating a served request, which keeps asking
+    for the same few ranges.
+    """
+    g = pd.date_range(pd.Timestamp(lo), pd.Timestamp(hi), freq=offset).as_unit("ns").asi8
+    g = g.copy()
+    g.flags.writeable = False
+    return g
 
 
 def fill_gaps(out, grid: Grid, r: Rows, schema: SeriesSchema, method: str) -> pd.DataFrame:

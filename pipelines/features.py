@@ -293,18 +293,22 @@ def add_features(
     needed = [schema.time_col, *([by] if by else []), *schema.value_columns]
     _present(frame, [*needed, *spec.log_returns, *spec.simple_returns, *spec.ohlc], "columns")
     feats, targets = _compute(frame, schema, spec)
-    cal = calendar_features(frame[schema.time_col], spec.calendar)
-    clash = [c for c in [*feats.columns, *cal.columns] if c in frame.columns]
+    cal = calendar_features(frame[schema.time_col], spec.calendar) if spec.calendar else None
+    added = [part for part in (feats, cal) if part is not None and len(part.columns)]
+    clash = [c for part in added for c in part.columns if c in frame.columns]
     if clash:
         raise DataValidationError(
             f"Feature columns {clash} are already in the frame; add_features appends them, so "
             f"run it once on a frame without them."
         )
-    order, pos = _layout(frame, by)
-    keep = _unsort(pos >= spec.warmup, order)
-    _check_lengths(frame, by, keep, spec.warmup)
-    out = pd.concat([frame, feats, cal], axis=1).loc[keep].reset_index(drop=True)
-    nan = out[list(feats.columns)].isna().to_numpy()
+    out = pd.concat([frame, *added], axis=1) if added else frame.copy(deep=False)
+    if spec.warmup:
+        order, pos = _layout(frame, by)
+        keep = _unsort(pos >= spec.warmup, order)
+        _check_lengths(frame, by, keep, spec.warmup)
+        out = out.loc[keep]
+    out = out.reset_index(drop=True)
+    nan = out[list(feats.columns)].isna().to_numpy() if len(feats.columns) else np.zeros((1, 0))
     if nan.any():
         raise DataValidationError(
             f"Features {list(feats.columns[nan.any(axis=0)])} are NaN after the warm-up, first "
@@ -318,7 +322,7 @@ def add_features(
         id_col=by,
         targets=targets,
         past_covariates=tuple(dict.fromkeys([*schema.past_covariates, *past])),
-        future_covariates=(*schema.future_covariates, *cal.columns),
+        future_covariates=(*schema.future_covariates, *(cal.columns if cal is not None else ())),
         freq=schema.freq,
     )
 
@@ -331,12 +335,16 @@ def _compute(
     log_cols = [*spec.log_returns, *(swap if spec.target == "log_return" else [])]
     simple_cols = [*spec.simple_returns, *(swap if spec.target == "simple_return" else [])]
     log_cols, simple_cols = list(dict.fromkeys(log_cols)), list(dict.fromkeys(simple_cols))
-    parts = [log_returns(frame, log_cols, id_col=by), simple_returns(frame, simple_cols, id_col=by)]
+    # Only the kinds asked for: an empty one still costs a shift and a frame (~1 ms each, most
+    # of a served one-series request for a model without features).
+    parts = [log_returns(frame, log_cols, id_col=by)] if log_cols else []
+    if simple_cols:
+        parts.append(simple_returns(frame, simple_cols, id_col=by))
     if spec.ohlc:
         names = dict(zip(("open", "high", "low", "close"), spec.ohlc, strict=True))
         parts.append(ohlc_features(frame, **names))
     parts += [rolling_volatility(frame, log_cols, w, id_col=by) for w in spec.volatility]
-    feats = pd.concat(parts, axis=1)
+    feats = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
     targets = schema.targets
     if spec.target is not None:
         targets = tuple(f"{c}{_TARGETS[spec.target]}" for c in schema.targets)

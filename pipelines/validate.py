@@ -157,7 +157,9 @@ def validate(
             f"The following columns are missing: {missing}{hint}. Found columns: "
             f"{list(frame.columns)}"
         )
-    twice = sorted({c for c in required if (frame.columns == c).sum() > 1})
+    twice = frame.columns.has_duplicates and sorted(
+        {c for c in required if (frame.columns == c).sum() > 1}
+    )
     if twice:
         raise DataValidationError(f"Columns {twice} appear more than once in the frame.")
     times, tz = _parse_times(frame[schema.time_col], schema.time_col, frame.index)
@@ -177,7 +179,9 @@ def validate(
 
     if policy.leading == "trim":
         r = _trim_leading(r, values)
-    out = frame.drop(columns=[SEGMENT_COL], errors="ignore").take(r.order)
+    if SEGMENT_COL in frame.columns:
+        frame = frame.drop(columns=[SEGMENT_COL])
+    out = frame.take(r.order)
     for col, arr in values.items():
         v, bad = arr[r.order], ~np.isfinite(arr[r.order])
         if bad.any() and policy.non_finite == "raise":

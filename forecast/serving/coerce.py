@@ -87,15 +87,17 @@ def coerce_request(frame: Any, layout: RequestLayout) -> Any:
     if not isinstance(frame, pd.DataFrame):
         return frame
     keep = [c for c in layout.columns if c in frame.columns]
-    out = frame.loc[:, keep].reset_index(drop=True)
-    if layout.time_col in out:
-        out[layout.time_col] = _times(out[layout.time_col], layout.time_col)
+    columns = {c: frame[c] for c in keep}
+    if layout.time_col in columns:
+        columns[layout.time_col] = _times(columns[layout.time_col], layout.time_col)
     for col in layout.value_columns:
-        if col in out:
-            out[col] = _numbers(out[col], col)
-    if layout.id_col is not None and layout.id_col in out:
-        out[layout.id_col] = _ids(out[layout.id_col], layout.id_col, layout.integer_ids)
-    return out
+        if col in columns:
+            columns[col] = _numbers(columns[col], col)
+    if layout.id_col is not None and layout.id_col in columns:
+        columns[layout.id_col] = _ids(columns[layout.id_col], layout.id_col, layout.integer_ids)
+    # One frame built from the (converted) columns: selecting, then replacing each column
+    # of a copy, costs ~0.1 ms a column on a one-series request.
+    return pd.DataFrame({c: v.array for c, v in columns.items()}, columns=keep)
 
 
 def _times(col: pd.Series, name: str) -> pd.Series:
@@ -130,6 +132,8 @@ def _mixed_offsets(col: pd.Series, parsed: pd.Series, name: str) -> pd.Series:
 
 
 def _numbers(col: pd.Series, name: str) -> pd.Series:
+    if col.dtype == np.float64:
+        return col
     if ptypes.is_bool_dtype(col) or (
         ptypes.is_numeric_dtype(col) and not ptypes.is_complex_dtype(col)
     ):
