@@ -307,7 +307,8 @@ def add_features(
         keep = _unsort(pos >= spec.warmup, order)
         _check_lengths(frame, by, keep, spec.warmup)
         out = out.loc[keep]
-    out = out.reset_index(drop=True)
+    if not out.index.equals(pd.RangeIndex(len(out))):
+        out = out.reset_index(drop=True)
     nan = out[list(feats.columns)].isna().to_numpy() if len(feats.columns) else np.zeros((1, 0))
     if nan.any():
         raise DataValidationError(

@@ -43,7 +43,7 @@ def check_in_range(
         limit: the largest distance allowed, in the scaler's units.
     """
     cols = list(scaler.columns_)
-    values = np.abs(scaled[cols].to_numpy(dtype=np.float64))
+    values = np.abs(np.column_stack([scaled[c].to_numpy(dtype=np.float64) for c in cols]))
     far = values > limit  # NaN compares False: missing values are validation's to report
     if not far.any():
         return

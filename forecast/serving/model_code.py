@@ -10,6 +10,10 @@ import_tensorflow_quietly()  # a served model's log starts without TensorFlow's 
 
 import mlflow  # noqa: E402
 
+from forecast.serving.threads import configure_threads  # noqa: E402
+
+configure_threads()  # before the model loads: one share of the cores per server worker
+
 from forecast.serving.pyfunc import ForecasterModel  # noqa: E402
 
 mlflow.models.set_model(ForecasterModel())
