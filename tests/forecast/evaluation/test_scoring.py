@@ -93,6 +93,10 @@ def test_predict_windows_gives_the_same_outputs_whatever_the_batch_size(levels):
     small_point, small_quantiles = predict_windows(model, windows, batch_size=4)
     np.testing.assert_allclose(small_point, point, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(small_quantiles, quantiles, rtol=1e-6, atol=1e-6)
+    # One window a batch runs the trace made for a single window: the same numbers.
+    one_point, one_quantiles = predict_windows(model, windows.take(np.arange(n) < 3), batch_size=1)
+    np.testing.assert_allclose(one_point, point[:3], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(one_quantiles, quantiles[:3], rtol=1e-6, atol=1e-6)
     # Window by window, as a direct call of the network (the rows stay in window order).
     direct = model({k: v[-1:] for k, v in windows.inputs().items()}, training=False)
     np.testing.assert_allclose(point[-1:], np.asarray(direct["forecast"]), rtol=1e-5, atol=1e-6)
