@@ -453,7 +453,8 @@ def _apply_grid(
     if policy.gaps == "segment":
         run = np.cumsum(after_gap)
         out[SEGMENT_COL] = run - r.per_row(run[r.starts])
-    return out.reset_index(drop=True)
+    out.index = pd.RangeIndex(len(out))  # `out` is validate's own copy: no second copy
+    return out
 
 
 def _origin(schema: SeriesSchema, policy: ValidationPolicy, inferred: Calendar | None) -> str:

@@ -292,8 +292,8 @@ class Forecaster:
         """
         ids = self._ids(hist)
         ends = np.flatnonzero(np.append(ids[1:] != ids[:-1], True))
-        last = hist[self.state.schema.time_col].iloc[ends]
-        return pd.Series(last.array, index=pd.Index(ids[ends], dtype=object))
+        last = hist[self.state.schema.time_col].array[ends]
+        return pd.Series(last, index=pd.Index(ids[ends], dtype=object), copy=False)
 
     def _recalibrate(
         self, scaled: pd.DataFrame, windows: Windows, quantiles: np.ndarray, batch_size: int

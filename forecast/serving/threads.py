@@ -7,7 +7,8 @@ cores and a forecast waits for threads of the other worker to be descheduled. Ea
 gets ``cores // workers`` threads (at least 1) instead.
 
 The worker count is read from the command line uvicorn was started with (``--workers N``,
-which `mlflow models serve -w N` passes on; uvicorn's spawned workers inherit it) or
+which `mlflow models serve -w N` and ``forecast serve --workers N`` pass on; uvicorn's
+spawned workers inherit it) or
 ``WEB_CONCURRENCY`` (uvicorn's own variable for it). ``FORECAST_TF_THREADS`` overrides the
 result. Pools can only be sized before TensorFlow runs its first operation, so
 `configure_threads` is called by the model-code file before the model loads; when
@@ -20,6 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ def server_workers(argv: Sequence[str] | None = None, env: dict[str, str] | None
     """The uvicorn worker processes this process is one of (1 when not under uvicorn)."""
     argv = list(sys.argv if argv is None else argv)
     env = os.environ if env is None else env
-    if argv and "uvicorn" in os.path.basename(argv[0]):
+    # `uvicorn ...` (mlflow models serve) or `python -m uvicorn ...` (forecast serve)
+    if argv and "uvicorn" in (Path(argv[0]).name, Path(argv[0]).parent.name):
         for i, arg in enumerate(argv):
             if arg == "--workers" and i + 1 < len(argv):
                 return _positive(argv[i + 1], "--workers")

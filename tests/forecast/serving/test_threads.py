@@ -16,6 +16,7 @@ APP = "mlflow.pyfunc.scoring_server.app:app"
     [
         ([*UVICORN, "--workers", "2", APP], {}, 2),  # what `mlflow models serve -w 2` runs
         ([*UVICORN, "--workers=3", APP], {}, 3),
+        (["/venv/lib/uvicorn/__main__.py", "--factory", "--workers", "2"], {}, 2),  # forecast serve
         ([*UVICORN, APP], {"WEB_CONCURRENCY": "4"}, 4),  # uvicorn's own variable
         ([*UVICORN, APP], {}, 1),
         (["python", "-m", "pytest", "--workers", "2"], {}, 1),  # not uvicorn: not ours to read
