@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 import forecast.serving.forecaster as forecaster_module
+import forecast.serving.pyfunc as pyfunc_module
 from forecast.serving.http import request_json
 
 # What each cold process runs; both print their clock at each phase as JSON.
@@ -65,6 +66,7 @@ def profile_section(bench: Any, frames: dict[str, pd.DataFrame], served: Any, qu
         (scoring_server, "predictions_to_json", "write"),
         (forecaster_module, "featurize", "featurize"),
         (forecaster_module, "predict_windows", "network"),
+        (pyfunc_module, "coerce_request", "coerce"),
     ]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     for obj, name, label in patches:
@@ -94,12 +96,16 @@ def profile_section(bench: Any, frames: dict[str, pd.DataFrame], served: Any, qu
         del ours.predict, pyfunc.predict
     rows = [
         ("parse the JSON body into a frame (MLflow)", lambda t: t["parse"]),
-        ("schema enforcement (MLflow)", lambda t: t["pyfunc"] - t["ours"]),
+        (
+            "MLflow's pyfunc `predict` around ours (no input schema)",
+            lambda t: t["pyfunc"] - t["ours"],
+        ),
+        ("coerce the request (ours, `coerce_request`)", lambda t: t["coerce"]),
         ("validate + features (ours, pandas)", lambda t: t["featurize"]),
         ("the network (`predict_windows`)", lambda t: t["network"]),
         (
             "the rest of `Forecaster.predict` (ours)",
-            lambda t: t["ours"] - t["featurize"] - t["network"],
+            lambda t: t["ours"] - t["coerce"] - t["featurize"] - t["network"],
         ),  # fmt: skip
         ("write the JSON answer (MLflow)", lambda t: t["write"]),
         ("in-process `invocations`, all of the above", lambda t: t["total"]),

@@ -15,14 +15,16 @@ different end; 6,400 rows). Every measured figure and its reference run interlea
 (A B A B ...), so the load of the shared machine hits both; medians over the repeats.
 
 - ``latency``: our model and a trivial pyfunc (``benchmarks/trivial_model.py``: returns its
-  input's last row, same input signature, so MLflow parses and enforces the same payload)
+  input's last row, same signature, so MLflow parses the same payload the same way)
   served side by side, one keep-alive client posting to each in turn; in-process
   `Forecaster.predict` and the loaded pyfunc's ``predict`` beside them.
-- ``workers``: our model behind ``--workers 1`` and ``--workers 2``, 8 concurrent clients;
-  the served forecasts of both are compared with the in-process ones.
+- ``workers``: our model behind ``--workers 1`` and ``--workers 2``, 8 concurrent clients
+  (threads of this process, one `http.client` keep-alive connection each; their CPU share
+  is printed); the served forecasts of both are compared with the in-process ones.
 - ``profile``: where the milliseconds of one request go, by timing the scoring server's own
-  steps in process (JSON parsing, schema enforcement, our predict and within it the
-  network, writing the JSON answer); HTTP is the served p50 minus their sum.
+  steps in process (JSON parsing, MLflow's pyfunc wrapper, our predict and within it the
+  coercion, validation and features, and the network, writing the JSON answer); HTTP is the
+  served p50 minus their sum.
 - ``coldstart``: a fresh process that imports the package, loads models:/bench@champion from
   the local store and answers one one-series request, against a fresh process that imports
   TensorFlow (and `forecast.models`, which registers the layers) and loads the bare

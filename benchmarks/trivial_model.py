@@ -1,7 +1,8 @@
 """The reference model of `benchmarks.serving`: a pyfunc that returns its input's last row.
 
-Logged from code with our model's input signature, so the scoring server parses the same
-JSON and enforces the same schema on it; what our model costs above this is our own work.
+Logged from code with our model's signature (outputs only, as ours since the package coerces
+its own inputs), so the scoring server parses the same JSON into the same frame for both; what
+our model costs above this is our own work.
 """
 
 import mlflow

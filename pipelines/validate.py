@@ -272,6 +272,9 @@ def parse_timestamps(col: pd.Series) -> pd.Series:
     """
     if ptypes.is_datetime64_any_dtype(col):
         return col  # already times (any unit; pandas 2 would coerce out-of-ns-range ones to NaT)
+    iso = _iso_8601(col)
+    if iso is not None:
+        return iso
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         parsed = pd.to_datetime(col, errors="coerce")
@@ -285,6 +288,24 @@ def parse_timestamps(col: pd.Series) -> pd.Series:
         again = pd.to_datetime(col[bad], errors="coerce", format="ISO8601", utc=aware)
         parsed[bad] = again.dt.tz_convert(parsed.dt.tz) if aware else again
     return parsed
+
+
+def _iso_8601(col: pd.Series) -> pd.Series | None:
+    """Text that is all ISO 8601 (``2015-03-02T00:00:00.000``, as JSON bodies carry it), parsed
+    strictly in one pass; None when a value is not, or offsets differ between rows.
+
+    Inferring the format from the first row costs 4x more (a third of a served one-series
+    request); what this accepts, the inferring path reads the same way.
+    """
+    if col.dtype != object or len(col) == 0:
+        return None
+    with warnings.catch_warnings():  # mixed offsets: pandas warns, then returns objects
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(col, format="ISO8601")
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return parsed if ptypes.is_datetime64_any_dtype(parsed) else None
 
 
 def data_timestamp(value: Any, tz: Any, name: str) -> pd.Timestamp:

@@ -97,7 +97,12 @@ def coerce_request(frame: Any, layout: RequestLayout) -> Any:
         columns[layout.id_col] = _ids(columns[layout.id_col], layout.id_col, layout.integer_ids)
     # One frame built from the (converted) columns: selecting, then replacing each column
     # of a copy, costs ~0.1 ms a column on a one-series request.
-    return pd.DataFrame({c: v.array for c, v in columns.items()}, columns=keep)
+    # numpy arrays where the dtype is numpy's (a dict of Series or pandas arrays goes through
+    # a Series per column); pandas arrays (tz-aware times) as they are. Keys are in `keep` order.
+    arrays = {
+        c: v.to_numpy() if isinstance(v.dtype, np.dtype) else v.array for c, v in columns.items()
+    }
+    return pd.DataFrame(arrays, index=pd.RangeIndex(len(frame)))
 
 
 def _times(col: pd.Series, name: str) -> pd.Series:
