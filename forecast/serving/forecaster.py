@@ -550,8 +550,9 @@ class Forecaster:
             flat = quantiles.reshape(n * h * t, -1).astype(np.float64)
             for j, q in enumerate(st.quantiles):
                 columns[quantile_column(q)] = flat[:, j]
-        # One block per dtype, built once: column by column insertion costs ~0.1 ms each.
-        return pd.DataFrame(columns, columns=st.output_columns, copy=False)
+        # One block per dtype, built once: column by column insertion costs ~0.1 ms each, and
+        # naming the columns again (they are in `output_columns` order) 0.2 ms more.
+        return pd.DataFrame(columns, copy=False)
 
     # ------------------------------------------------------------------ description
     @property
