@@ -190,7 +190,7 @@ def _sub_daily(offset: BaseOffset) -> bool:
     return bool((np.diff(probe) < _DAY_NS).any())
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # a few ranges repeat (served requests, tuning trials)
 def _offset_grid(lo: int, hi: int, offset: BaseOffset) -> np.ndarray:
     """Wall-clock ns of `offset`'s dates from `lo` to `hi`, read-only (cached: shared).
 
