@@ -126,6 +126,77 @@ def profile_section(bench: Any, frames: dict[str, pd.DataFrame], served: Any, qu
         )
 
 
+# `Forecaster.predict`'s steps, each timed where it is looked up when predict runs.
+_STAGES = (
+    ("split history / future rows, check lengths", "Forecaster", "_split_rows"),
+    ("", "Forecaster", "_check_lengths"),
+    ("validate (pipelines.validate)", "forecast.data", "validate"),
+    ("features (pipelines.features)", "forecast.data", "add_features"),
+    ("last timestamps", "Forecaster", "_last_times"),
+    ("scale (target transform, scaler)", "PipelineState", "encode"),
+    ("training-range check", "forecaster", "check_in_range"),
+    ("horizon timestamps (calendar)", "Forecaster", "_future_times"),
+    ("inference windows", "forecaster", "inference_windows"),
+    ("the network (`predict_windows`)", "forecaster", "predict_windows"),
+    ("back to original units", "PipelineState", "to_original"),
+    ("forecast rows (the output frame)", "Forecaster", "_rows"),
+)
+
+
+def stages_section(bench: Any, frames: dict[str, pd.DataFrame], quick: bool) -> None:
+    """Milliseconds of each step of in-process `Forecaster.predict` (medians)."""
+    import forecast.data as data_module
+
+    owners = {
+        "Forecaster": forecaster_module.Forecaster,
+        "PipelineState": forecaster_module.PipelineState,
+        "forecaster": forecaster_module,
+        "forecast.data": data_module,
+    }
+    clock: collections.Counter = collections.Counter()
+    saved = []
+    for _, owner, name in _STAGES:
+        obj = owners[owner]
+        saved.append(
+            (obj, name, obj.__dict__[name] if isinstance(obj, type) else getattr(obj, name))
+        )
+        setattr(obj, name, _timed(clock, name, getattr(obj, name)))
+    n = {"1 series": 30 if quick else 300, "100 series": 10 if quick else 40}
+    table: dict[str, dict[str, float]] = {}
+    try:
+        for label, frame in frames.items():
+            steps = collections.defaultdict(list)
+            for i in range(n[label] + 1):
+                clock.clear()
+                start = time.perf_counter()
+                bench.forecaster.predict(frame)
+                clock["total"] = time.perf_counter() - start
+                if i:  # the first call warms up
+                    for name, seconds in clock.items():
+                        steps[name].append(seconds)
+            table[label] = {k: 1000 * statistics.median(v) for k, v in steps.items()}
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+    print("\n### In process: where `Forecaster.predict`'s milliseconds go (medians)\n")
+    print("| step | " + " | ".join(f"{label} ms" for label in table) + " |")
+    print("|---|" + "---:|" * len(table))
+    rows: list[tuple[str, list[str]]] = []
+    for title, _, name in _STAGES:
+        if title:
+            rows.append((title, [name]))
+        else:
+            rows[-1][1].append(name)
+    for title, names in rows:
+        cells = [f"{sum(t.get(k, 0.0) for k in names):.2f}" for t in table.values()]
+        print(f"| {title} | {' | '.join(cells)} |")
+    staged = [k for _, _, k in _STAGES]
+    rest = [f"{t['total'] - sum(t.get(k, 0.0) for k in staged):.2f}" for t in table.values()]
+    print(f"| the rest (checks and glue in `predict`) | {' | '.join(rest)} |")
+    totals = " | ".join(f"{t['total']:.2f}" for t in table.values())
+    print(f"| `Forecaster.predict`, all of the above | {totals} |")
+
+
 def coldstart_section(bench: Any, one: pd.DataFrame, repeats: int) -> None:
     """A fresh process to its first forecast: our registered pyfunc against a bare .keras."""
     request = bench.root / "one.parquet"

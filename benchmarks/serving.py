@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
             workers_section(bench, frames, args)
         if "profile" in sections:
             parts.profile_section(bench, frames, served, quick=args.quick)
+            parts.stages_section(bench, frames, quick=args.quick)
         if "coldstart" in sections:
             parts.coldstart_section(bench, frames["1 series"], repeats=3 if args.quick else 7)
     print(f"\n{load()} at the end; {sys.executable}")
