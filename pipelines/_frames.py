@@ -135,6 +135,17 @@ def row_describer(
     return where
 
 
+def fitted_series_codes(known: Sequence[Any], labels: Sequence[Any], fitted: str) -> np.ndarray:
+    """Positions in `known` (the series a per-series state was fitted on) of `labels`;
+    raises naming the unseen ones and what was fitted (`fitted`, e.g. "the target
+    transform")."""
+    codes = pd.Index(known).get_indexer(labels)
+    if (codes < 0).any():
+        unseen = pd.unique(np.asarray(labels, dtype=object)[codes < 0])[:5].tolist()
+        raise DataValidationError(f"Series {unseen} were not seen when {fitted} was fitted.")
+    return codes.astype(np.int64)
+
+
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str = "frame") -> None:
     """Raise ConfigError listing the `columns` missing from `frame`."""
     missing = [c for c in columns if c not in frame]

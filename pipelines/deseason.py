@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from pipelines._frames import require_columns, series_blocks
+from pipelines._frames import fitted_series_codes, require_columns, series_blocks
 from pipelines.calendars import Calendar, fixed_step
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.schema import SeriesSchema
@@ -148,15 +148,9 @@ class Deseasonalizer:
 
     def series_index(self, labels: list[Any]) -> np.ndarray:
         """Positions in `series_ids_` of `labels`; raises naming unseen series."""
-        codes = pd.Index(self.series_ids_).get_indexer(labels)
-        if (codes < 0).any():
-            unseen = pd.unique(np.asarray(labels, dtype=object)[codes < 0])[:5].tolist()
-            raise DataValidationError(
-                f"Series {unseen} were not seen when the seasonal profile "
-                "(`model.deseasonalize`) was fitted; this model forecasts only its training "
-                "series."
-            )
-        return codes.astype(np.int64)
+        return fitted_series_codes(
+            self.series_ids_, labels, "the seasonal profile (`model.deseasonalize`)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters and learned state as plain JSON types (no pickle)."""

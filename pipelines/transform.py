@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from coreforecast.scalers import boxcox, boxcox_lambda, inv_boxcox
 
-from pipelines._frames import require_columns, series_blocks
+from pipelines._frames import fitted_series_codes, require_columns, series_blocks
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.schema import SINGLE_SERIES_ID, SeriesSchema
 
@@ -115,13 +115,7 @@ class TargetTransform:
 
     def series_index(self, labels: list[Any]) -> np.ndarray:
         """Positions in `series_ids_` of `labels`; raises naming unseen series."""
-        codes = pd.Index(self.series_ids_).get_indexer(labels)
-        if (codes < 0).any():
-            unseen = pd.unique(np.asarray(labels, dtype=object)[codes < 0])[:5].tolist()
-            raise DataValidationError(
-                f"Series {unseen} were not seen when the target transform was fitted."
-            )
-        return codes.astype(np.int64)
+        return fitted_series_codes(self.series_ids_, labels, "the target transform")
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters and learned state as plain JSON types (no pickle)."""
