@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from forecast.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, use_store
 
 SMALL = {
     "name": "cli_sunspots",
@@ -236,15 +236,18 @@ def test_train_then_predict_round_trip_on_real_data(tmp_path, small_config, monk
     assert out.read_bytes() == before
     # The last two calls load the model again: in process, as a fresh interpreter costs
     # ~10 s of TensorFlow and MLflow start-up each (the two above run it as a user would).
+    # In process, MLflow's process-wide URI (set by an earlier test of this worker, and by
+    # the autouse fixture to that test's own store) outranks the environment: point it here.
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert main([*args, "--output", str(out), "--overwrite"]) == 0, capsys.readouterr().err
-    pd.testing.assert_frame_equal(pd.read_parquet(out), forecasts)
+    with use_store(store):
+        assert main([*args, "--output", str(out), "--overwrite"]) == 0, capsys.readouterr().err
+        pd.testing.assert_frame_equal(pd.read_parquet(out), forecasts)
 
-    # Too-short history: exit 2 and the message says how many rows are needed.
-    history.tail(10).to_csv(tmp_path / "short.csv", index=False)
-    short = ("predict", "--model", "models:/cli_sunspots@champion", "--input", "short.csv")
-    assert main([*short, "--output", "short_out.csv"]) == 2
+        # Too-short history: exit 2 and the message says how many rows are needed.
+        history.tail(10).to_csv(tmp_path / "short.csv", index=False)
+        short = ("predict", "--model", "models:/cli_sunspots@champion", "--input", "short.csv")
+        assert main([*short, "--output", "short_out.csv"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("forecast: error: ") and "needs at least 24 rows" in err, err
     assert not (tmp_path / "short_out.csv").exists()
