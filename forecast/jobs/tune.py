@@ -26,6 +26,12 @@ the horizon H when the data have none):
   regular grid: MSTL with the data's seasons, fitted on each fold's training rows);
 - ``optimizer.learning_rate``: log-uniform in [3e-4, 1e-2]; ``optimizer.loss``: mae or mse.
   Gradients are clipped to norm 1 (``optimizer.clipnorm``) unless the config sets it.
+
+A config with a quantile head and ``calibration.windows: 0`` (the default) also gets its
+interval recalibration chosen: each trial's fold models are scored with K of
+`CALIBRATION_WINDOWS` (the median, so MASE, is the same for every K), and the chosen config
+takes the K with the lowest mean pinball loss over the winning trial's folds (ties: the
+smaller K). Recalibration needs ``window.stride: 1``; a config that sets K keeps it.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from forecast.config import ForecastConfig, TuningConfig
+from forecast.config import CalibrationConfig, ForecastConfig, TuningConfig
 from forecast.config.tuning import SPACE as SPACE  # re-exported: the documented space
 from forecast.config.tuning import narrowed
 from forecast.data import Source, featurize, load_source, prepare_split
@@ -64,6 +70,10 @@ log = logging.getLogger(__name__)
 LOOKBACK_SEASONS = (1, 2, 3, 4)
 LEARNING_RATE = (3e-4, 1e-2)
 OBJECTIVE = "mase"  # mean over folds of the model's test-fold MASE (pre-test rows only)
+# K of `calibration.windows` tried on each trial's fold models when the config has a
+# quantile head and no K: off, about a quarter, half and one year of trading days.
+CALIBRATION_WINDOWS = (0, 60, 120, 250)
+INTERVAL_SCORE = "pinball_mean"
 
 
 @dataclass(frozen=True)
@@ -238,9 +248,28 @@ def _lookbacks(cut: PreTest, frame: pd.DataFrame, schema: Any) -> list[int]:
     return out
 
 
-def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> list[float]:
-    """MASE of the model on each fold's test span; every fold ends before the test part."""
-    scores = []
+@dataclass(frozen=True)
+class FoldScores:
+    """A trial's backtest: the objective per fold, and per K of `CALIBRATION_WINDOWS` the
+    interval score per fold (empty when no K is chosen)."""
+
+    objective: list[float]
+    intervals: dict[int, list[float]]
+
+
+def calibration_choices(config: ForecastConfig) -> tuple[int, ...]:
+    """The K a tune job chooses among: none when the config has no quantile head, sets K
+    itself, or windows with a stride (recalibration needs every origin)."""
+    if not config.model.quantiles or config.calibration.windows or config.window.stride != 1:
+        return ()
+    return CALIBRATION_WINDOWS
+
+
+def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> FoldScores:
+    """MASE of the model on each fold's test span (and the interval score of each K of
+    `calibration_choices`); every fold ends before the test part."""
+    scores: list[float] = []
+    intervals: dict[int, list[float]] = {k: [] for k in calibration_choices(config)}
     for k, split in enumerate(fold_splits(frame, schema, config)):
         seen = pd.Timestamp(split.frame[schema.time_col].max())
         if seen >= cut.first_test:  # the cut makes this impossible; keep it impossible
@@ -248,9 +277,24 @@ def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> list
         prepared = prepare_split(config, cut.source, frame, schema, freq, split)
         fitted = train_model(config, prepared)
         table, _ = score_part(fitted.model, prepared, "test", baselines=())
-        value = table[(table["model"] == "model") & (table["metric"] == OBJECTIVE)]["value"]
-        scores.append(float(value.iloc[0]))
-    return scores
+        scores.append(_metric(table, OBJECTIVE))
+        for windows, values in intervals.items():
+            table, _ = score_part(fitted.model, prepared, "test", baselines=(), calibration=windows)
+            values.append(_metric(table, INTERVAL_SCORE))
+    return FoldScores(scores, intervals)
+
+
+def _metric(table: pd.DataFrame, name: str) -> float:
+    value = table[(table["model"] == "model") & (table["metric"] == name)]["value"]
+    return float(value.iloc[0])
+
+
+def chosen_calibration(intervals: dict[int, float]) -> int:
+    """The K with the lowest mean interval score (ties: the smaller K, the less history a
+    served request needs); 0 when none was scored."""
+    if not intervals:
+        return 0
+    return min(intervals, key=lambda k: (round(intervals[k], 12), k))
 
 
 def tune_job(
@@ -308,7 +352,7 @@ def tune_job(
                 nested=True,
             ):
                 try:
-                    folds = _backtest(candidate, cut, frame, schema, freq)
+                    backtest = _backtest(candidate, cut, frame, schema, freq)
                 except (FloatingPointError, ValueError) as err:  # diverged or non-finite
                     if isinstance(err, ConfigError):
                         raise
@@ -316,10 +360,17 @@ def tune_job(
                     log.warning("trial %d failed: %s", trial.number, err)
                     rows.append({"number": trial.number, "value": math.inf, **trial.params})
                     return math.inf
+                folds = backtest.objective
                 value = float(np.mean(folds))
+                intervals = {k: float(np.mean(v)) for k, v in backtest.intervals.items()}
+                trial.set_user_attr("intervals", intervals)
                 log_metrics({f"fold{k}_{OBJECTIVE}": v for k, v in enumerate(folds)})
                 log_metrics({OBJECTIVE: value, "seconds": time.perf_counter() - t0})
-            rows.append({"number": trial.number, "value": value, **trial.params})
+                log_metrics({f"{INTERVAL_SCORE}_k{k}": v for k, v in intervals.items()})
+            rows.append(
+                {"number": trial.number, "value": value, **trial.params}
+                | {f"{INTERVAL_SCORE}_k{k}": v for k, v in intervals.items()}
+            )
             log.info("trial %d: %s %.4f %s", trial.number, OBJECTIVE, value, trial.params)
             return value
 
@@ -335,6 +386,10 @@ def tune_job(
             raise RuntimeError("Every trial failed (diverged); lower the learning rate range.")
         best = min(finite, key=lambda t: t.value)
         chosen = _chosen(config, best, cut, lookbacks, chosen_space)
+        windows = chosen_calibration(best.user_attrs.get("intervals", {}))
+        if windows:
+            chosen = replace(chosen, calibration=CalibrationConfig(windows=windows))
+            mlflow.set_tag("forecast.tune.calibration_windows", windows)
         table = pd.DataFrame(rows)
         log_table_csv(table, "trials.csv")
         log_metrics({f"best_{OBJECTIVE}": float(best.value), "trials": len(study.trials)})
@@ -356,9 +411,21 @@ def _header(config: ForecastConfig, best: Any, run_id: str, cut: PreTest) -> str
     lines = [
         f"# Chosen by `forecast tune` (run {run_id}): trial {best.number}, mean {OBJECTIVE} "
         f"{best.value:.4f} over the backtest folds before {cut.first_test}.",
+        *_calibration_line(best),
         "# Train it with: forecast train <this file>",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_line(best: Any) -> list[str]:
+    intervals = best.user_attrs.get("intervals", {})
+    if not intervals:
+        return []
+    scores = ", ".join(f"K={k}: {v:.6g}" for k, v in intervals.items())
+    return [
+        f"# calibration.windows: {chosen_calibration(intervals)}, the lowest mean "
+        f"{INTERVAL_SCORE} of that trial's folds ({scores})."
+    ]
 
 
 def trial_params_yaml(result: TuneResult) -> str:

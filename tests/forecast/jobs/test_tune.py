@@ -176,3 +176,32 @@ def test_lookbacks_the_config_refuses_are_not_offered(tmp_path):
     assert {p["lookback_seasons"] for p in starting_points(SPACE, lookbacks["strict"], strict)} == {
         2
     }
+
+
+@pytest.mark.slow
+def test_a_quantile_head_gets_the_recalibration_with_the_lowest_fold_pinball(tmp_path):
+    from forecast.jobs.tune import CALIBRATION_WINDOWS, calibration_choices
+
+    raw = _config(_csv(tmp_path / "d.csv"))
+    raw["model"] = {"quantiles": [0.1, 0.5, 0.9]}
+    raw["backtest"] = {"folds": 2, "test_steps": 12, "step": 12, "validation_steps": 6}
+    config = ForecastConfig.from_dict(raw)
+    narrow = {"cell": ["lstm"], "units": [16], "head_layers": ["none"]}
+    result = tune_job(config, output=tmp_path / "chosen.yaml", trials=1, seed=7, space=narrow)
+    columns = [f"pinball_mean_k{k}" for k in CALIBRATION_WINDOWS]
+    scores = result.trials[columns].iloc[0]
+    assert np.isfinite(scores).all()
+    # Recalibration moves the intervals only: not every K scores the same.
+    assert scores.nunique() > 1
+    best = min(CALIBRATION_WINDOWS, key=lambda k: (scores[f"pinball_mean_k{k}"], k))
+    chosen = load_config(result.output)
+    assert chosen.calibration.windows == best == result.config.calibration.windows
+    assert f"# calibration.windows: {best}, the lowest mean pinball_mean" in (
+        result.output.read_text()
+    )
+    # A config that sets K keeps it; a point head gets none.
+    assert (
+        calibration_choices(replace(config, calibration=replace(config.calibration, windows=60)))
+        == ()
+    )
+    assert calibration_choices(ForecastConfig.from_dict(_config(tmp_path / "d.csv"))) == ()
