@@ -34,9 +34,10 @@ def markdown(results: dict[str, dict], command: str) -> str:
     the model's mean and spread over seeds with its tuning and training time."""
     head = (
         "| series | freq | H | origins | seasonal naive | AutoETS | AutoTheta | MSTL | AutoARIMA "
-        "| best classical | model (mean ± sd, seeds) | model vs best | tune s | train s | classical s |"
+        "| best classical | model (mean ± sd, seeds) | model vs best | seed median | median vs "
+        "best | tune s | train s | classical s |"
     )
-    lines = [f"`{command}`", "", head, "|" + "---|" * 15]
+    lines = [f"`{command}`", "", head, "|" + "---|" * 17]
     notes = []
     for name, r in results.items():
         s = SUITE[name]
@@ -48,8 +49,12 @@ def markdown(results: dict[str, dict], command: str) -> str:
             spread = f"{m['mase_mean']:.3f} ± {m['mase_std']:.3f} ({len(m['seeds'])})"
             versus = f"{m['mase_mean'] / finished[best]:.2f}x" if best else ""
             times = (f"{m['tune_s']:.0f}", f"{m['train_s']:.0f}")
+            e = m.get("ensemble")
+            median = ("", "")
+            if e:
+                median = (f"{e['mase']:.3f}", f"{e['mase'] / finished[best]:.2f}x" if best else "")
         else:
-            spread, versus, times = "not run", "", ("", "")
+            spread, versus, times, median = "not run", "", ("", ""), ("", "")
         secs = sum(c[k].get("seconds", 0.0) for k in CLASSICAL if k in c)
         n_origins = len(s.protocol.origins(r["length"]))
         cells = [_fmt(c.get(k)) for k in COLUMNS]
@@ -57,7 +62,8 @@ def markdown(results: dict[str, dict], command: str) -> str:
         lines.append(
             f"| {name} | {s.freq} | {s.protocol.horizon} | {n_origins} | "
             + " | ".join(cells)
-            + f" | {best_cell} | {spread} | {versus} | {times[0]} | {times[1]} | {secs:.0f} |"
+            + f" | {best_cell} | {spread} | {versus} | {median[0]} | {median[1]}"
+            + f" | {times[0]} | {times[1]} | {secs:.0f} |"
         )
         for k in CLASSICAL:
             note = c.get(k, {}).get("note")
@@ -77,6 +83,13 @@ def markdown(results: dict[str, dict], command: str) -> str:
                     0,
                     f"model coverage_80 {sum(cov) / len(cov):.3f}, pinball {sum(pin) / len(pin):.5f}",
                 )
+                if "ensemble" in m:
+                    e = m["ensemble"]
+                    parts.insert(
+                        1,
+                        f"seed median coverage_80 {e['coverage_80']:.3f}, pinball "
+                        f"{e['pinball_mean']:.5f}",
+                    )
             rw = c.get("random_walk", {}).get("metrics", {}).get("mase")
             notes.append(
                 f"- {name} (returns): zero-return random walk MASE {rw:.3f}; " + "; ".join(parts)
@@ -135,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--markdown", help="write the table here (atomically)")
     parser.add_argument("--json", help="write every score here (atomically)")
+    parser.add_argument(
+        "--configs-from",
+        action="append",
+        help="an earlier run's JSON (repeatable): reuse each series' chosen config, no tuning",
+    )
     args = parser.parse_args(argv)
     names = args.series or (list(QUICK) if args.quick else list(SUITE))
     seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -144,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accuracy suite: {names}; load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     start = time.perf_counter()
     earlier = json.loads(open(args.classical_from).read()) if args.classical_from else {}
+    configs = {}
+    for path in args.configs_from or []:
+        configs |= {k: v["model"] for k, v in json.loads(open(path).read()).items() if "model" in v}
     results: dict[str, dict] = {}
     for name in names:
         s = SUITE[name]
@@ -164,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 tune_timeout=args.tune_timeout,
                 ablate=args.ablate,
                 ablate_seeds=tuple(int(x) for x in args.ablate_seeds.split(",")),
+                chosen=configs.get(name),
             )
         results[name] = entry
         print(f"{name}: done at {time.perf_counter() - start:.0f} s", flush=True)

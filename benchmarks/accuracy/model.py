@@ -123,10 +123,14 @@ def run_series(
     tune_timeout: float | None = None,
     ablate: bool = False,
     ablate_seeds: tuple[int, ...] = (0,),
+    chosen: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Scores per seed, their mean and spread, and the tuning and training times; with
-    `ablate`, the same config with each option of issue 14 §2 it uses switched off, and
-    with all of them off (`ablations`, each with its seeds' scores)."""
+    """Scores per seed, their mean and spread, the seeds' median forecast (`ensemble`, what
+    ``model.ensemble: K`` serves for the same K seeds), and the tuning and training times;
+    with `ablate`, the same config with each option of issue 14 §2 it uses switched off,
+    and with all of them off (`ablations`, each with its seeds' scores). `chosen`, an
+    earlier run's entry for the series, reuses its config (and tuning time) instead of
+    tuning again."""
     from forecast.config import ForecastConfig
     from forecast.data import prepare
     from forecast.training.fitting import train_model
@@ -140,12 +144,15 @@ def run_series(
         frame.to_csv(csv, index=False)
         config = series_config(series, csv, pd.Timestamp(fit_end))
         tune_s = 0.0
-        if tune:
+        if chosen is not None:  # an earlier run's choice, on the suite's rows
+            config = chosen["config"] | {"data": config["data"]}
+            tune_s = float(chosen.get("tune_s", 0.0))
+        elif tune:
             start = time.perf_counter()
             config = tuned(config, trials=trials, timeout=tune_timeout, folder=Path(tmp))
             tune_s = time.perf_counter() - start
 
-        def trained(cfg: dict[str, Any], seed: int) -> tuple[dict[str, float], float]:
+        def trained(cfg: dict[str, Any], seed: int) -> tuple[dict[str, float], float, Any]:
             cfg = _merge(cfg, {"training": {"seed": seed}})
             if epochs is not None:
                 cfg = _merge(cfg, {"training": {"epochs": epochs}})
@@ -158,11 +165,13 @@ def run_series(
             fitted = train_model(job, prepared)
             seconds = time.perf_counter() - start
             point, q = _served(fitted.forecaster, frame, series, ids)
-            return score(series, values, point, q), seconds
+            return score(series, values, point, q), seconds, (point, q)
 
         runs = [trained(config, seed) for seed in seeds]
-        out = {"seeds": list(seeds), **_spread([m for m, _ in runs])}
-        out |= {"tune_s": tune_s, "train_s": float(np.mean([t for _, t in runs]))}
+        out = {"seeds": list(seeds), **_spread([m for m, _, _ in runs])}
+        out |= {"tune_s": tune_s, "train_s": float(np.mean([t for _, t, _ in runs]))}
+        if len(seeds) > 1:
+            out["ensemble"] = score(series, values, *seed_median([f for _, _, f in runs]))
         out["config"] = config
         if ablate:
             out["ablations"] = {
@@ -171,6 +180,16 @@ def run_series(
                 for name, variant in ablations(config).items()
             }
     return out
+
+
+def seed_median(forecasts: list[tuple[np.ndarray, np.ndarray | None]]):
+    """The median over seeds of each forecast and quantile: for an odd number of seeds what
+    `forecast.models.ensemble` serves (the inverses of the scaler and target transform are
+    increasing, so the median commutes with them)."""
+    point = np.median(np.stack([p for p, _ in forecasts]), axis=0)
+    if forecasts[0][1] is None:
+        return point, None
+    return point, np.median(np.stack([q for _, q in forecasts]), axis=0)
 
 
 def _spread(per_seed: list[dict[str, float]]) -> dict[str, Any]:

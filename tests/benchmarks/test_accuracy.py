@@ -53,7 +53,8 @@ def test_quick_run_scores_model_and_every_classical_baseline(tmp_path):
     out, raw = tmp_path / "table.md", tmp_path / "scores.json"
     # One short series: the path is the same for every series, and make test has a budget.
     names = ["ausbeer"]
-    assert main(["--quick", "--series", *names, "--markdown", str(out), "--json", str(raw)]) == 0
+    args = ["--quick", "--series", *names, "--seeds", "0,1", "--markdown", str(out)]
+    assert main([*args, "--json", str(raw)]) == 0
     table = out.read_text().splitlines()
     rows = [line for line in table if line.startswith("| ") and not line.startswith("| series")]
     assert [r.split(" | ")[0].strip("| ") for r in rows] == names
@@ -66,6 +67,32 @@ def test_quick_run_scores_model_and_every_classical_baseline(tmp_path):
         frame = SUITE[name].frame()  # the model read rows up to the last one before the test
         last_fit = frame["timestamp"].iloc[SUITE[name].protocol.fit_rows(len(frame)) - 1]
         assert pd.Timestamp(entry["model"]["config"]["data"]["end"]) == last_fit
+        # The two seeds' median forecast is scored beside their mean and spread.
+        assert np.isfinite(entry["model"]["ensemble"]["mase"])
+        assert len(entry["model"]["per_seed"]) == 2
+    assert "| seed median | median vs best |" in table[2]
+    # A rerun reuses the chosen configs and the classical fits of the first run's JSON.
+    again = tmp_path / "again.json"
+    rerun = ["--quick", "--series", "ausbeer", "--configs-from", str(raw)]
+    assert main([*rerun, "--classical-from", str(raw), "--json", str(again)]) == 0
+    second = json.loads(again.read_text())["ausbeer"]
+    first = scores["ausbeer"]
+    assert second["classical"] == first["classical"]
+    assert {k: v for k, v in second["model"]["config"].items() if k != "data"} == {
+        k: v for k, v in first["model"]["config"].items() if k != "data"
+    }
+
+
+def test_the_seed_median_is_the_median_of_each_forecast_and_quantile():
+    from benchmarks.accuracy.model import seed_median
+
+    rng = np.random.default_rng(0)
+    runs = [(rng.normal(size=(4, 3, 1)), np.sort(rng.normal(size=(4, 3, 1, 3)), -1)) for _ in "abc"]
+    point, q = seed_median(runs)
+    np.testing.assert_array_equal(point, np.median([p for p, _ in runs], axis=0))
+    assert (np.diff(q, axis=-1) >= 0).all()  # the median of ordered levels stays ordered
+    assert point[1, 2, 0] in {p[1, 2, 0] for p, _ in runs}  # an odd count: one seed's value
+    assert seed_median([(p, None) for p, _ in runs])[1] is None
 
 
 def test_ablations_switch_off_each_option_the_config_uses_and_then_all():
