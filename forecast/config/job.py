@@ -51,6 +51,22 @@ _SECTIONS: dict[str, type] = {
     "tuning": TuningConfig,
 }
 AUTO = "auto"  # `model: auto`: `forecast train` runs `forecast tune` first
+# The model keys `forecast tune` leaves as the config sets them, so `model: {auto: true,
+# quantiles: [0.1, 0.5, 0.9]}` tunes a quantile model; every other key is searched or set
+# by the search (`tuning.space` narrows a searched one).
+AUTO_KEPT = (
+    "quantiles",
+    "ensemble",
+    "dropout",
+    "recurrent_dropout",
+    "l1",
+    "l2",
+    "layer_norm",
+    "precision",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "future_mode",
+)
 
 
 @dataclass(frozen=True)
@@ -144,7 +160,10 @@ class ForecastConfig:
             raise ConfigError(f"`name` must be a non-empty string. Received: {d['name']!r}")
         kwargs: dict[str, Any] = {"name": d["name"]}
         model = d.get("model")
-        if isinstance(model, str):
+        if isinstance(model, dict) and AUTO in model:
+            d = {**d, "model": _auto_model(model)}
+            kwargs["auto"] = True
+        elif isinstance(model, str):
             if model != AUTO:
                 raise ConfigError(
                     f"`model` must be a mapping of model settings, or '{AUTO}' to let "
@@ -163,7 +182,8 @@ class ForecastConfig:
         for key in _SECTIONS:
             out[key] = _plain(getattr(self, key))
         if self.auto:
-            out["model"] = AUTO
+            kept = {k: v for k, v in out["model"].items() if v != _plain(ModelSpec())[k]}
+            out["model"] = {AUTO: True, **kept} if kept else AUTO
         return out
 
     def to_yaml(self) -> str:
@@ -176,6 +196,22 @@ class ForecastConfig:
     @property
     def registered_model(self) -> str:
         return self.tracking.registered_model or self.name
+
+
+def _auto_model(model: dict[str, Any]) -> dict[str, Any]:
+    """`model: {auto: true, ...}`: the kept keys of `AUTO_KEPT`, checked before any work."""
+    if model[AUTO] is not True:
+        raise ConfigError(
+            f"`model.auto` must be true (or write `model: auto`). Received: {model[AUTO]!r}"
+        )
+    searched = sorted(k for k in model if k != AUTO and k not in AUTO_KEPT)
+    if searched:
+        raise ConfigError(
+            f"`model: auto` chooses {searched} itself; with `auto: true` the model section may "
+            f"only fix {list(AUTO_KEPT)}. Narrow a searched key with `tuning.space`, e.g. "
+            "`tuning: {space: {cell: [gru]}}`."
+        )
+    return {k: v for k, v in model.items() if k != AUTO}
 
 
 def _section(section_cls: type, key: str, value: Any) -> Any:

@@ -95,6 +95,12 @@ def test_model_auto_loads_with_a_validated_budget_and_round_trips():
     assert d["tuning"] == {"trials": 3, "timeout": 600.0, "seed": 0, "space": {}}
     assert ForecastConfig.from_dict(d) == config
     assert not ForecastConfig.from_dict({**AUTO, "model": {}}).auto
+    # `auto: true` in a mapping keeps the keys the search leaves alone, e.g. the quantiles.
+    kept = {"auto": True, "quantiles": [0.1, 0.5, 0.9], "dropout": 0.1}
+    config = ForecastConfig.from_dict({**AUTO, "model": kept})
+    assert config.auto and config.model.quantiles == (0.1, 0.5, 0.9)
+    assert config.to_dict()["model"] == kept
+    assert ForecastConfig.from_dict(config.to_dict()) == config
 
 
 @pytest.mark.parametrize(
@@ -110,6 +116,18 @@ def test_model_auto_loads_with_a_validated_budget_and_round_trips():
         ),
         ({"tuning": {"trials": 2}}, "`tuning` is the search budget of `model: auto`"),
         ({"auto": True}, "Unknown key 'auto'. To let `forecast train` choose the model, write"),
+        (
+            {"model": {"auto": "yes"}},
+            "`model.auto` must be true (or write `model: auto`). Received",
+        ),
+        (
+            {"model": {"auto": True, "cell": "gru", "units": [8]}},
+            "`model: auto` chooses ['cell', 'units'] itself; with `auto: true` the model section",
+        ),
+        (
+            {"model": {"auto": True, "quantiles": [0.2]}},
+            "`quantiles` must be strictly increasing levels in (0, 1) that include 0.5",
+        ),
     ],
 )
 def test_model_auto_and_its_budget_are_refused_at_load_with_the_key(changes, message):

@@ -14,7 +14,14 @@ from forecast.cli import main
 from forecast.config import ForecastConfig, load_config
 from forecast.jobs.auto import train_auto
 from forecast.jobs.train import train_job
-from forecast.jobs.tune import SPACE, STARTING_POINTS, pre_test, search_space, tune_job
+from forecast.jobs.tune import (
+    CALIBRATION_WINDOWS,
+    SPACE,
+    STARTING_POINTS,
+    pre_test,
+    search_space,
+    tune_job,
+)
 from pipelines import datasets
 
 
@@ -43,7 +50,10 @@ def _config(csv, name="tuned") -> dict:
 
 @pytest.mark.slow
 def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path):
-    config = ForecastConfig.from_dict(_config(_csv(tmp_path / "d0.csv")))
+    raw = _config(_csv(tmp_path / "d0.csv"))
+    raw["model"] = {"quantiles": [0.1, 0.5, 0.9]}  # tune also chooses its recalibration
+    raw["backtest"] |= {"test_steps": 12, "step": 12}
+    config = ForecastConfig.from_dict(raw)
     cut = pre_test(config)
     assert pd.to_datetime(cut.source.frame["timestamp"]).max() < cut.first_test
     # A narrow space keeps the test short: the cheapest cell and width.
@@ -52,7 +62,8 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     a = tune_job(config, output=tmp_path / "chosen0.yaml", trials=1, seed=7, space=narrow)
     # The same search as `model: auto` in a config whose test part is distorted:
     # `forecast train` tunes on the pre-test rows first, then trains the chosen config.
-    d = {**_config(_csv(tmp_path / "d1.csv", 2.0)), "model": "auto"}  # served: in range
+    d = {**_config(_csv(tmp_path / "d1.csv", 2.0)), "backtest": raw["backtest"]}
+    d["model"] = {"auto": True, "quantiles": [0.1, 0.5, 0.9]}  # served: in range
     d["tuning"] = {"trials": 1, "seed": 7, "space": narrow}
     d["evaluation"] = {**d["evaluation"], "classical": []}
     outcome = train_auto(ForecastConfig.from_dict(d), register=False)
@@ -85,6 +96,14 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     assert chosen.model.cell == best["cell"] and chosen.optimizer.loss == best["loss"]
     assert chosen.data.end is None and chosen.data.path == str(tmp_path / "d0.csv")
     assert a.output.read_text().startswith("# Chosen by `forecast tune`")
+    assert chosen.model.quantiles == (0.1, 0.5, 0.9)
+    # Each K was scored on the same fold models; the lowest mean pinball loss won.
+    columns = [f"pinball_mean_k{k}" for k in CALIBRATION_WINDOWS]
+    scores = a.trials[columns].iloc[0]
+    assert np.isfinite(scores).all() and scores.nunique() > 1  # K moves the intervals
+    k = min(CALIBRATION_WINDOWS, key=lambda w: (scores[f"pinball_mean_k{w}"], w))
+    assert chosen.calibration.windows == k
+    assert f"# calibration.windows: {k}, the lowest mean pinball_mean" in a.output.read_text()
     # `model: auto` trained the tune job's choice and logged it to the train run.
     chosen_b = outcome.config
     assert not chosen_b.auto and chosen_b == b.config and chosen_b.model == chosen.model
@@ -178,30 +197,15 @@ def test_lookbacks_the_config_refuses_are_not_offered(tmp_path):
     }
 
 
-@pytest.mark.slow
-def test_a_quantile_head_gets_the_recalibration_with_the_lowest_fold_pinball(tmp_path):
-    from forecast.jobs.tune import CALIBRATION_WINDOWS, calibration_choices
+def test_only_an_unset_recalibration_of_a_quantile_head_is_chosen(tmp_path):
+    from forecast.jobs.tune import CALIBRATION_WINDOWS, calibration_choices, chosen_calibration
 
-    raw = _config(_csv(tmp_path / "d.csv"))
+    raw = _config(tmp_path / "d.csv")
+    assert calibration_choices(ForecastConfig.from_dict(raw)) == ()  # a point head
     raw["model"] = {"quantiles": [0.1, 0.5, 0.9]}
-    raw["backtest"] = {"folds": 2, "test_steps": 12, "step": 12, "validation_steps": 6}
     config = ForecastConfig.from_dict(raw)
-    narrow = {"cell": ["lstm"], "units": [16], "head_layers": ["none"]}
-    result = tune_job(config, output=tmp_path / "chosen.yaml", trials=1, seed=7, space=narrow)
-    columns = [f"pinball_mean_k{k}" for k in CALIBRATION_WINDOWS]
-    scores = result.trials[columns].iloc[0]
-    assert np.isfinite(scores).all()
-    # Recalibration moves the intervals only: not every K scores the same.
-    assert scores.nunique() > 1
-    best = min(CALIBRATION_WINDOWS, key=lambda k: (scores[f"pinball_mean_k{k}"], k))
-    chosen = load_config(result.output)
-    assert chosen.calibration.windows == best == result.config.calibration.windows
-    assert f"# calibration.windows: {best}, the lowest mean pinball_mean" in (
-        result.output.read_text()
-    )
-    # A config that sets K keeps it; a point head gets none.
-    assert (
-        calibration_choices(replace(config, calibration=replace(config.calibration, windows=60)))
-        == ()
-    )
-    assert calibration_choices(ForecastConfig.from_dict(_config(tmp_path / "d.csv"))) == ()
+    assert calibration_choices(config) == CALIBRATION_WINDOWS
+    fixed = replace(config, calibration=replace(config.calibration, windows=60))
+    assert calibration_choices(fixed) == ()  # the config's own K is kept
+    assert chosen_calibration({0: 0.3, 60: 0.2, 120: 0.2, 250: 0.25}) == 60  # ties: smaller K
+    assert chosen_calibration({}) == 0
