@@ -50,7 +50,9 @@ def series_blocks(frame: pd.DataFrame, schema: SeriesSchema) -> tuple[tuple[Any,
     else:
         ids = frame[schema.id_col].to_numpy()
         starts = np.flatnonzero(np.append(True, ids[1:] != ids[:-1])).astype(np.int64)
-        labels = tuple(pd.Series(ids[starts]).tolist())
+        heads = ids[starts]  # numpy's tolist gives what a Series's does, less its ~20 us,
+        # save for times (Timestamps, not integers)
+        labels = tuple(heads.tolist() if heads.dtype.kind not in "mM" else pd.Series(heads))
         if len(set(labels)) != len(labels):
             seen: dict[Any, int] = {}
             for row, label in zip(starts.tolist(), labels, strict=True):
@@ -64,7 +66,8 @@ def series_blocks(frame: pd.DataFrame, schema: SeriesSchema) -> tuple[tuple[Any,
     if schema.time_col in frame:
         times = frame[schema.time_col].to_numpy()
         bad = np.flatnonzero(times[1:] <= times[:-1]) + 1
-        bad = bad[~np.isin(bad, starts)]
+        if len(bad):  # a series' first row may come before the last of the one above
+            bad = bad[~np.isin(bad, starts)]
         if len(bad):
             s = np.searchsorted(starts, bad[0], side="right") - 1
             raise DataValidationError(
@@ -133,6 +136,32 @@ def row_describer(
         return f"row {row} (series {labels[np.searchsorted(starts, row, side='right') - 1]!r})"
 
     return where
+
+
+def series_codes(ids: np.ndarray, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`pd.factorize(ids, sort=sort)`: int64 codes (-1 where an id is missing) and labels.
+
+    Missing ids (None, NaN, pd.NA) are found by the codes: `pd.isna` of 6,400 text ids
+    alone costs more (0.6 ms) than this whole function.
+
+    Rows of a series usually come in one block (a request, a validated frame), so only the
+    first id of each block is factorized: ~2x faster than all rows on 100 series of 64 text
+    ids. Ids that differ with `!=` start a new block, so the codes are the same.
+
+    Raises:
+        TypeError: `sort` and ids of types that cannot be ordered (as `pd.factorize`).
+    """
+    ids = np.asarray(ids)
+    if len(ids) < 1024:  # below that, finding the blocks costs more than it saves
+        codes, labels = pd.factorize(ids, sort=sort)
+        return codes.astype(np.int64), np.asarray(labels)
+    try:
+        starts = np.flatnonzero(np.append(True, ids[1:] != ids[:-1]))
+    except TypeError:  # pd.NA compares as neither equal nor not: factorize every row
+        starts = np.arange(len(ids))
+    codes, labels = pd.factorize(ids[starts], sort=sort)
+    lengths = np.diff(np.append(starts, len(ids)))
+    return np.repeat(codes.astype(np.int64), lengths), np.asarray(labels)
 
 
 def fitted_series_codes(known: Sequence[Any], labels: Sequence[Any], fitted: str) -> np.ndarray:

@@ -197,7 +197,7 @@ def lags(
     lags = _ints(lags, "lags", 1)
     vals = frame[columns].astype(np.float64)
     parts = [_shift(vals, k, frame, id_col).add_suffix(f"_lag{k}") for k in lags]
-    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
+    return pd.concat(parts, axis=1) if parts else _no_columns(frame)
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ def _compute(
         names = dict(zip(("open", "high", "low", "close"), spec.ohlc, strict=True))
         parts.append(ohlc_features(frame, **names))
     parts += [rolling_volatility(frame, log_cols, w, id_col=by) for w in spec.volatility]
-    feats = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
+    feats = pd.concat(parts, axis=1) if parts else _no_columns(frame)
     targets = schema.targets
     if spec.target is not None:
         targets = tuple(f"{c}{_TARGETS[spec.target]}" for c in schema.targets)
@@ -359,6 +359,12 @@ def _compute(
 def future_features(times: Any, spec: FeatureSpec) -> pd.DataFrame:
     """The future-covariate columns `spec` adds, for timestamps over a forecast horizon."""
     return calendar_features(times, spec.calendar)
+
+
+def _no_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame with `frame`'s index and no columns; ``DataFrame(index=...)`` costs 9x more
+    (~90 us: a tenth of featurizing a one-series request for a model without features)."""
+    return pd.DataFrame(np.empty((len(frame), 0)), index=frame.index)
 
 
 def _layout(frame: pd.DataFrame, id_col: str | None) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ from pandas.api import types as ptypes
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset
 
+from pipelines._frames import series_codes
 from pipelines._grid import (
     SHOW,
     Grid,
@@ -48,7 +49,7 @@ from pipelines._grid import (
     fill_gaps,
     first,
     infer_offset,
-    to_times,
+    time_column,
 )
 from pipelines.calendars import REGULAR, Calendar, fixed_step, infer_sessions
 from pipelines.errors import ConfigError, DataValidationError
@@ -181,7 +182,7 @@ def validate(
         r = _trim_leading(r, values)
     if SEGMENT_COL in frame.columns:
         frame = frame.drop(columns=[SEGMENT_COL])
-    out = frame.take(r.order)
+    columns = {schema.time_col: time_column(r.times, r.tz)}
     for col, arr in values.items():
         v, bad = arr[r.order], ~np.isfinite(arr[r.order])
         if bad.any() and policy.non_finite == "raise":
@@ -190,7 +191,8 @@ def validate(
                 f". Expected finite numbers; pass ValidationPolicy(non_finite='ffill' or "
                 f"'interpolate')."
             )
-        out[col] = fill(v, bad, r, policy.non_finite, col) if bad.any() else v
+        columns[col] = fill(v, bad, r, policy.non_finite, col) if bad.any() else v
+    out = _sorted_copy(frame, r.order, columns)
     if policy.calendar == "regular" and offset is None and len(r.times) > len(r.starts):
         offset = infer_offset(r)
     cal, inferred = _calendar(r, offset, policy, calendar)
@@ -409,18 +411,18 @@ def _as_float(col: pd.Series, name: str, index: pd.Index) -> np.ndarray:
 def _series_codes(frame: pd.DataFrame, schema: SeriesSchema) -> tuple[np.ndarray, list[Any]]:
     if schema.id_col is None:
         return np.zeros(len(frame), dtype=np.int64), [SINGLE_SERIES_ID]
-    col = frame[schema.id_col]
-    nulls = col.isna().to_numpy()
+    ids = frame[schema.id_col].to_numpy()
+    try:
+        codes, uniques = series_codes(ids, sort=True)
+    except TypeError:  # ids of mixed types cannot be ordered: keep order of appearance
+        codes, uniques = series_codes(ids, sort=False)
+    nulls = codes < 0
     if nulls.any():
         raise DataValidationError(
             f"Column {schema.id_col!r} (series id) is missing on {int(nulls.sum())} rows "
             f"{first(frame.index[nulls])}; expected an id on every row."
         )
-    try:
-        codes, uniques = pd.factorize(col, sort=True)
-    except TypeError:  # ids of mixed types cannot be ordered: keep order of appearance
-        codes, uniques = pd.factorize(col)
-    return codes.astype(np.int64), first(uniques, limit=None)
+    return codes, first(uniques, limit=None)
 
 
 def _sort_order(r: Rows, policy: ValidationPolicy) -> np.ndarray:
@@ -470,12 +472,32 @@ def _apply_grid(
         )
     if policy.gaps in ("ffill", "interpolate") and after_gap.any():
         return fill_gaps(out, grid, r, schema, policy.gaps)
-    out[schema.time_col] = to_times(r.times, r.tz)
     if policy.gaps == "segment":
         run = np.cumsum(after_gap)
         out[SEGMENT_COL] = run - r.per_row(run[r.starts])
-    out.index = pd.RangeIndex(len(out))  # `out` is validate's own copy: no second copy
     return out
+
+
+def _sorted_copy(frame: pd.DataFrame, order: np.ndarray, columns: dict) -> pd.DataFrame:
+    """`frame`'s rows at `order` (a RangeIndex), with `columns` (name -> array) replaced.
+
+    Built in one constructor from arrays: taking the frame, then replacing each column,
+    costs ~0.1 ms a column (most of validating a served one-series request).
+    """
+    if not frame.columns.is_unique:  # extra columns of one name: kept, as pandas takes them
+        out = frame.take(order)
+        for col, arr in columns.items():
+            out[col] = arr
+        out.index = pd.RangeIndex(len(out))  # `out` is validate's own copy: no second copy
+        return out
+    arrays = {}
+    for col in frame.columns:
+        if col in columns:
+            arrays[col] = columns[col]
+            continue
+        v = frame[col]  # numpy arrays where the dtype is numpy's, else pandas arrays (tz)
+        arrays[col] = v.to_numpy()[order] if isinstance(v.dtype, np.dtype) else v.array.take(order)
+    return pd.DataFrame(arrays, index=pd.RangeIndex(len(order)), copy=False)
 
 
 def _origin(schema: SeriesSchema, policy: ValidationPolicy, inferred: Calendar | None) -> str:

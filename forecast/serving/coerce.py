@@ -69,7 +69,8 @@ class RequestLayout:
 def coerce_request(frame: Any, layout: RequestLayout) -> Any:
     """The model's columns of `frame`, converted to what the forecaster reads.
 
-    Columns the model does not read are dropped without a warning. Missing columns are
+    Columns the model does not read are dropped without a warning. Columns that need no
+    conversion are not copied: the result may share memory with `frame`. Missing columns are
     left for the forecaster to report (with the list it expects); anything else than a
     DataFrame is returned as is for the same reason.
 
@@ -102,7 +103,7 @@ def coerce_request(frame: Any, layout: RequestLayout) -> Any:
     arrays = {
         c: v.to_numpy() if isinstance(v.dtype, np.dtype) else v.array for c, v in columns.items()
     }
-    return pd.DataFrame(arrays, index=pd.RangeIndex(len(frame)))
+    return pd.DataFrame(arrays, index=pd.RangeIndex(len(frame)), copy=False)
 
 
 def _times(col: pd.Series, name: str) -> pd.Series:
@@ -118,7 +119,10 @@ def _times(col: pd.Series, name: str) -> pd.Series:
             parsed = pd.Series(pd.NaT, index=col.index)
     if parsed.dtype == object:
         parsed = _mixed_offsets(col, parsed, name)
-    _first_bad(col, parsed.isna() & col.notna(), name, "a timestamp such as '2020-01-31 12:30'")
+    missing = parsed.isna().to_numpy()
+    if missing.any():  # `notna` of text costs more than parsing it: only where needed
+        bad = missing & col.notna().to_numpy()
+        _first_bad(col, bad, name, "a timestamp such as '2020-01-31 12:30'")
     return parsed
 
 

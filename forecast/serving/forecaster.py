@@ -25,6 +25,7 @@ from forecast.evaluation.calibration import correcting_windows, recalibrate
 from forecast.evaluation.scoring import predict_windows
 from forecast.serving.artifacts import ModelLoadError, check_keras_file, read_json
 from forecast.serving.input_range import check_in_range
+from pipelines._frames import series_codes
 from pipelines.calendars import REGULAR, Calendar
 from pipelines.deseason import Deseasonalizer
 from pipelines.errors import DataValidationError
@@ -75,6 +76,33 @@ def _times(col: pd.Series) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(col, errors="coerce"))
 
 
+_NAT = np.iinfo(np.int64).min
+
+
+def _time_order(col: pd.Series) -> np.ndarray:
+    """(R,) int64 that orders a time column like its timestamps (any unit); NaT is `_NAT`.
+
+    A numpy datetime column is read as it is: building a DatetimeIndex of it costs more
+    than the rest of splitting a one-series request.
+    """
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "M":
+        return col.to_numpy().view(np.int64)
+    return _times(col).asi8
+
+
+@dataclass(frozen=True)
+class _SeriesEnds:
+    """Each series' last history timestamp, in the validated frame's series order."""
+
+    ids: np.ndarray  # (S,) object: series labels
+    ns: np.ndarray  # (S,) int64 UTC nanoseconds
+    tz: Any  # the time column's zone; None when naive
+
+    def at(self, label: Any) -> pd.Timestamp:
+        """The last timestamp of series `label` (for messages)."""
+        return _to_index(self.ns[list(self.ids).index(label)][None], self.tz)[0]
+
+
 @functools.lru_cache(maxsize=4096)
 def _horizon_ns(calendar: Calendar, last_ns: int, tz: Any, n: int, freq: str) -> np.ndarray:
     """UTC nanoseconds of the `n` calendar timestamps after `last_ns`, read-only (shared)."""
@@ -87,6 +115,11 @@ def _horizon_ns(calendar: Calendar, last_ns: int, tz: Any, n: int, freq: str) ->
 def _to_index(ns: np.ndarray, tz: Any) -> pd.DatetimeIndex:
     times = pd.DatetimeIndex(ns.view("M8[ns]"))
     return times if tz is None else times.tz_localize("UTC").tz_convert(tz)
+
+
+def _time_column(ns: np.ndarray, tz: Any) -> Any:
+    """An output time column from UTC ns: a datetime64[ns] array when naive (no index built)."""
+    return ns.view("M8[ns]") if tz is None else _to_index(ns, tz)
 
 
 def quantile_column(level: float) -> str:
@@ -253,6 +286,9 @@ class Forecaster:
         history, future_raw = self._split_rows(frame)
         self._check_lengths(history)
         hist, schema, _ = featurize(history, st.raw_schema, st.policy, st.features, st.calendar)
+        # pandas deep-copies a frame's attrs into every column it hands out (~10 us each,
+        # a dozen times below); the state holds what they say (freq, calendar).
+        hist.attrs = {}
         if tuple(schema.input_columns) != tuple(st.schema.input_columns):
             raise DataValidationError(
                 f"The history produced features {list(schema.input_columns)}, but the model "
@@ -260,13 +296,13 @@ class Forecaster:
             )
         schema = st.schema
         last = self._last_times(hist)
-        st.scaler.series_index(last.index)  # unknown series -> clear error
+        st.scaler.series_index(last.ids)  # unknown series -> clear error
         scaled = st.encode(hist)
         check_in_range(hist, scaled, st.scaler, self._ids(hist), time_col=schema.time_col)
         times = self._future_times(last)
         future = self._future_frame(last, times, future_raw) if schema.future_covariates else None
         windows = inference_windows(
-            scaled, schema, st.window, future=future, horizon_times=self._stack(times, last)
+            scaled, schema, st.window, future=future, horizon_times=times.reshape(len(last.ns), -1)
         )
         point, quantiles = predict_windows(self.model, windows, batch_size=batch_size)
         point = st.to_original(point, windows)
@@ -276,24 +312,20 @@ class Forecaster:
             raise DataValidationError("The model produced non-finite forecasts.")
         if quantiles is not None and st.calibration_windows:
             quantiles = self._recalibrate(scaled, windows, quantiles, batch_size)
-        return self._rows(windows.series_ids, times, point, quantiles)
+        return self._rows(windows.series_ids, _time_column(times, last.tz), point, quantiles)
 
-    @staticmethod
-    def _stack(times: pd.DatetimeIndex, last: pd.Series) -> np.ndarray:
-        """(S, H) int64 ns horizon timestamps in series order (`Windows.horizon_times`);
-        `times` is `_future_times(last)`, series after series."""
-        return times.as_unit("ns").asi8.reshape(len(last), -1)
-
-    def _last_times(self, hist: pd.DataFrame) -> pd.Series:
-        """Last history timestamp of each series, indexed by series id, in frame order.
+    def _last_times(self, hist: pd.DataFrame) -> _SeriesEnds:
+        """Last history timestamp of each series, in frame order.
 
         `featurize` leaves the rows sorted by (series, time), so each series' last row is the
         one before its id changes: no groupby needed.
         """
         ids = self._ids(hist)
         ends = np.flatnonzero(np.append(ids[1:] != ids[:-1], True))
-        last = hist[self.state.schema.time_col].array[ends]
-        return pd.Series(last, index=pd.Index(ids[ends], dtype=object), copy=False)
+        times = hist[self.state.schema.time_col]
+        tz = getattr(times.dtype, "tz", None)  # validate leaves datetime64[ns] (in UTC)
+        ns = (times.to_numpy() if tz is None else times.array.asi8).view(np.int64)[ends]
+        return _SeriesEnds(np.asarray(ids[ends], dtype=object), ns, tz)
 
     def _recalibrate(
         self, scaled: pd.DataFrame, windows: Windows, quantiles: np.ndarray, batch_size: int
@@ -350,6 +382,12 @@ class Forecaster:
             return np.full(len(frame), SINGLE_SERIES_ID, dtype=object)
         return frame[id_col].to_numpy()
 
+    def _codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """(R,) series codes in order of appearance; -1 where the id is missing."""
+        if self.state.raw_schema.id_col is None:
+            return np.zeros(len(frame), np.int64)
+        return series_codes(self._ids(frame), sort=False)[0]
+
     def _split_rows(self, frame: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """History rows, and trailing rows without targets that carry future covariates."""
         raw = self.state.raw_schema
@@ -368,15 +406,16 @@ class Forecaster:
                 f"The following columns are missing: {missing}. Expected columns: "
                 f"{self.required_columns}"
             )
-        frame = frame.reset_index(drop=True)
+        if not frame.index.equals(pd.RangeIndex(len(frame))):
+            frame = frame.reset_index(drop=True)  # validate names rows by their position
         if not raw.future_covariates:
             self._check_no_future_rows(frame)
             return frame, None
         has_target = ~np.isnan(_numeric(frame, list(raw.targets))).any(axis=1)
-        codes = pd.factorize(self._ids(frame))[0]
+        codes = self._codes(frame)
         # A row is a future row when no later row of its series (in time order) has a target.
-        times = _times(frame[raw.time_col])
-        t = np.where(times.isna(), np.iinfo(np.int64).max, times.asi8)  # NaT last, as numpy
+        t = _time_order(frame[raw.time_col])
+        t = np.where(t == _NAT, np.iinfo(np.int64).max, t)  # NaT last, as numpy
         order = np.lexsort((t, codes))
         seen = (
             pd.Series(has_target[order][::-1]).groupby(codes[order][::-1]).cummax().to_numpy()[::-1]
@@ -389,14 +428,14 @@ class Forecaster:
     def _check_no_future_rows(self, frame: pd.DataFrame) -> None:
         """A model without known-future covariates takes history rows only: say so plainly."""
         raw = self.state.raw_schema
-        times = _times(frame[raw.time_col])
-        codes = pd.factorize(self._ids(frame))[0]  # series in order of appearance
+        times = _time_order(frame[raw.time_col])
+        codes = self._codes(frame)  # series in order of appearance
         # Rows without a timestamp or a series id are `validate`'s to report.
-        ok = np.flatnonzero(~times.isna() & (codes >= 0))
+        ok = np.flatnonzero((times != _NAT) & (codes >= 0))
         codes = codes[ok]
         # Each series' latest row (the first of equal latest times): sort by (series, time,
         # row descending) and take the last of each series.
-        order = np.lexsort((-ok, times.asi8[ok], codes))
+        order = np.lexsort((-ok, times[ok], codes))
         c = codes[order]
         last = ok[order[np.flatnonzero(np.append(c[1:] != c[:-1], True))]]
         targets = _numeric(frame, list(raw.targets))[last]
@@ -411,7 +450,7 @@ class Forecaster:
 
     def _check_lengths(self, history: pd.DataFrame) -> None:
         need = self.state.min_rows
-        codes, labels = pd.factorize(self._ids(history))
+        codes, labels = series_codes(self._ids(history), sort=False)
         counts = np.bincount(codes, minlength=len(labels))
         if counts.min(initial=need) >= need:
             return
@@ -434,8 +473,8 @@ class Forecaster:
                 + ")."
             )
 
-    def _future_times(self, last: pd.Series) -> pd.DatetimeIndex:
-        """(S * H,) timestamps of the horizon, series after series in the order of `last`.
+    def _future_times(self, last: _SeriesEnds) -> np.ndarray:
+        """(S * H,) UTC ns of the horizon, series after series in the order of `last`.
 
         The next sessions/slots of the series' calendar, so that the horizon's calendar
         features and the returned timestamps are the data's real future ones. Series that end
@@ -446,24 +485,25 @@ class Forecaster:
         freq = self.state.freq or self.state.raw_schema.freq
         if freq is None:
             raise DataValidationError("The model has no frequency to extend the timeline.")
-        h, cal, tz = self.state.window.horizon, self.state.calendar, last.dt.tz
-        ends, inverse = np.unique(last.array.asi8, return_inverse=True)
+        h, cal, tz = self.state.window.horizon, self.state.calendar, last.tz
+        ends, inverse = np.unique(last.ns, return_inverse=True)
         lines = np.stack([_horizon_ns(cal, int(t), tz, h, freq) for t in ends])  # (U, H)
-        return _to_index(lines[inverse.reshape(-1)].reshape(-1), tz)
+        return lines[inverse.reshape(-1)].reshape(-1)
 
     def _future_frame(
         self,
-        last: pd.Series,
-        times: pd.DatetimeIndex,
+        last: _SeriesEnds,
+        ns: np.ndarray,
         future_raw: pd.DataFrame | None,
     ) -> pd.DataFrame:
         """Scaled future covariates over the horizon: user-given values + calendar columns.
 
-        `times` is `_future_times(last)`: (S * H,), series after series.
+        `ns` is `_future_times(last)`: (S * H,), series after series.
         """
         st = self.state
         raw, schema = st.raw_schema, st.schema
-        ids = np.repeat(np.asarray(last.index, dtype=object), st.window.horizon)
+        times = _to_index(ns, last.tz)
+        ids = np.repeat(last.ids, st.window.horizon)
         fut = pd.DataFrame({schema.time_col: times})
         if raw.id_col is not None:
             fut[raw.id_col] = ids
@@ -486,7 +526,7 @@ class Forecaster:
         future_raw: pd.DataFrame | None,
         ids: np.ndarray,
         times: pd.DatetimeIndex,
-        last: pd.Series,
+        last: _SeriesEnds,
     ) -> np.ndarray:
         """(len(ids), C) known-future covariates the user sent for each (series, time) needed."""
         raw = self.state.raw_schema
@@ -524,19 +564,19 @@ class Forecaster:
             raise DataValidationError(
                 f"Future covariates {cols} are missing for series {_plain(ids[i])!r} at "
                 f"{times[i]}: send one row per step for the {h} steps after the last history "
-                f"timestamp ({last[ids[i]]})."
+                f"timestamp ({last.at(ids[i])})."
             )
         return values[pos]
 
     def _rows(
         self,
         series_ids: tuple[Any, ...],
-        times: pd.DatetimeIndex,
+        times: Any,
         point: np.ndarray,
         quantiles: np.ndarray | None,
     ) -> pd.DataFrame:
-        """Forecast rows; `times` (n * h,) is `_future_times`, in the windows' series order
-        (both follow the validated frame's series blocks)."""
+        """Forecast rows; `times` (n * h,) is `_future_times` as a time column, in the
+        windows' series order (both follow the validated frame's series blocks)."""
         st = self.state
         n, h, t = point.shape
         columns = {
