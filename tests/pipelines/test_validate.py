@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipelines._frames import series_codes
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.schema import SeriesSchema
 from pipelines.validate import SEGMENT_COL, ValidationPolicy, validate
@@ -143,6 +144,26 @@ def test_a_ragged_panel_starts_each_series_at_its_first_complete_row():
         validate(inner, SCHEMA)
     with pytest.raises(DataValidationError, match="No series has a row with every value column"):
         validate(frame(DAYS[:2], y=[np.nan, np.nan]), SCHEMA)
+
+
+_IDS = st.sampled_from(["a", "b", "c", 1, 2, None, np.nan, pd.NA])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_IDS, st.integers(1, 700)), min_size=1, max_size=6), st.booleans())
+def test_series_codes_from_id_blocks_equal_factorizing_every_row(blocks, sort):
+    # Blocks of up to 700 rows: requests below and above the size where only each block's
+    # first id is factorized; ids repeat in separate blocks, and missing ids of every kind.
+    ids = np.concatenate([np.full(n, label, dtype=object) for label, n in blocks])
+    try:
+        want = pd.factorize(ids, sort=sort)
+    except TypeError:  # text next to numbers cannot be sorted: both refuse
+        with pytest.raises(TypeError):
+            series_codes(ids, sort=sort)
+        return
+    codes, labels = series_codes(ids, sort=sort)
+    np.testing.assert_array_equal(codes, want[0])
+    assert list(labels) == list(want[1])
 
 
 @settings(max_examples=25, deadline=None)
