@@ -29,6 +29,7 @@ along: inserted rows copy them from the previous row (numbers are interpolated u
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -257,12 +258,19 @@ def _check_args(frame: Any, schema: Any, policy: Any, min_length: Any) -> BaseOf
     if schema.freq is None:
         return None
     try:
-        return to_offset(schema.freq)
+        return _offset(schema.freq)
     except (ValueError, TypeError):
         raise ConfigError(
             f"`freq` must be a pandas frequency alias such as 'D', 'B', 'h', '30min' or 'MS'. "
             f"Received: freq={schema.freq!r}"
         ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _offset(freq: str) -> BaseOffset:
+    """`to_offset`, parsed once per alias: '30min' takes 40 us each time (offsets are
+    immutable, so one object can be shared)."""
+    return to_offset(freq)
 
 
 def parse_timestamps(col: pd.Series) -> pd.Series:
