@@ -67,7 +67,9 @@ def series_blocks(frame: pd.DataFrame, schema: SeriesSchema) -> tuple[tuple[Any,
         times = frame[schema.time_col].to_numpy()
         bad = np.flatnonzero(times[1:] <= times[:-1]) + 1
         if len(bad):  # a series' first row may come before the last of the one above
-            bad = bad[~np.isin(bad, starts)]
+            first = np.zeros(len(times), bool)
+            first[starts] = True
+            bad = bad[~first[bad]]
         if len(bad):
             s = np.searchsorted(starts, bad[0], side="right") - 1
             raise DataValidationError(
