@@ -140,6 +140,15 @@ def row_describer(
     return where
 
 
+def time_column(ns: np.ndarray, tz: Any) -> Any:
+    """A frame's time column from int64 UTC ns: a datetime64[ns] array when naive (building
+    a DatetimeIndex costs ~20 us), else the timestamps in zone `tz`."""
+    ns = np.asarray(ns, dtype=np.int64)
+    if tz is None:
+        return ns.view("M8[ns]")
+    return pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC").tz_convert(tz)
+
+
 def series_codes(ids: np.ndarray, *, sort: bool) -> tuple[np.ndarray, np.ndarray]:
     """`pd.factorize(ids, sort=sort)`: int64 codes (-1 where an id is missing) and labels.
 

@@ -226,11 +226,6 @@ def fill_gaps(out, grid: Grid, r: Rows, schema: SeriesSchema, method: str) -> pd
     return full.reset_index(drop=True)
 
 
-def time_column(ns: np.ndarray, tz: Any) -> Any:
-    """A frame's time column from UTC ns: a datetime64[ns] array when naive (no index built)."""
-    return np.asarray(ns, dtype=np.int64).view("M8[ns]") if tz is None else to_times(ns, tz)
-
-
 def to_times(ns: np.ndarray, tz: Any) -> pd.DatetimeIndex:
     idx = pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"))
     return idx if tz is None else idx.tz_localize("UTC").tz_convert(tz)

@@ -41,7 +41,7 @@ from pandas.api import types as ptypes
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset
 
-from pipelines._frames import series_codes
+from pipelines._frames import series_codes, time_column
 from pipelines._grid import (
     SHOW,
     Grid,
@@ -50,7 +50,6 @@ from pipelines._grid import (
     fill_gaps,
     first,
     infer_offset,
-    time_column,
 )
 from pipelines.calendars import REGULAR, Calendar, fixed_step, infer_sessions
 from pipelines.errors import ConfigError, DataValidationError

@@ -25,7 +25,7 @@ from forecast.evaluation.calibration import correcting_windows, recalibrate
 from forecast.evaluation.scoring import predict_windows
 from forecast.serving.artifacts import ModelLoadError, check_keras_file, read_json
 from forecast.serving.input_range import check_in_range
-from pipelines._frames import series_codes
+from pipelines._frames import series_codes, time_column
 from pipelines.calendars import REGULAR, Calendar
 from pipelines.deseason import Deseasonalizer
 from pipelines.errors import DataValidationError
@@ -115,11 +115,6 @@ def _horizon_ns(calendar: Calendar, last_ns: int, tz: Any, n: int, freq: str) ->
 def _to_index(ns: np.ndarray, tz: Any) -> pd.DatetimeIndex:
     times = pd.DatetimeIndex(ns.view("M8[ns]"))
     return times if tz is None else times.tz_localize("UTC").tz_convert(tz)
-
-
-def _time_column(ns: np.ndarray, tz: Any) -> Any:
-    """An output time column from UTC ns: a datetime64[ns] array when naive (no index built)."""
-    return ns.view("M8[ns]") if tz is None else _to_index(ns, tz)
 
 
 def quantile_column(level: float) -> str:
@@ -312,7 +307,7 @@ class Forecaster:
             raise DataValidationError("The model produced non-finite forecasts.")
         if quantiles is not None and st.calibration_windows:
             quantiles = self._recalibrate(scaled, windows, quantiles, batch_size)
-        return self._rows(windows.series_ids, _time_column(times, last.tz), point, quantiles)
+        return self._rows(windows.series_ids, time_column(times, last.tz), point, quantiles)
 
     def _last_times(self, hist: pd.DataFrame) -> _SeriesEnds:
         """Last history timestamp of each series, in frame order.
