@@ -27,6 +27,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import yaml
+from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT as _IN_SERVER
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
@@ -44,6 +45,7 @@ from forecast.serving.forecaster import (
     TIME_COL,
     Forecaster,
 )
+from forecast.serving.http import served_rows
 from pipelines.errors import ConfigError, DiskFullError, ForecastError, is_disk_full
 
 _log = logging.getLogger(__name__)
@@ -106,16 +108,21 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         """Forecast rows for the history rows in `model_input` (see `Forecaster.predict`).
 
         The request is first coerced by `forecast.serving.coerce.coerce_request`: text
-        timestamps, UTC offsets, integer values and extra columns are accepted.
+        timestamps, UTC offsets, integer values and extra columns are accepted. In a scoring
+        server (MLflow's serving environment variable set) the timestamps are returned as
+        the ISO 8601 text it writes (`forecast.serving.http.served_rows`).
 
         Raises:
             MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400 when served) with the
                 message of the `ForecastError` that the payload caused.
         """
         try:
-            return self._forecaster.predict(coerce_request(model_input, self._layout))
+            rows = self._forecaster.predict(coerce_request(model_input, self._layout))
         except ForecastError as exc:
             raise RequestError(str(exc)) from exc
+        # Under a scoring server the rows are written as JSON next: timestamps as the text
+        # it would write for them, the same bytes, written faster (`served_rows`).
+        return served_rows(rows) if _IN_SERVER.get() else rows
 
 
 class RequestError(MlflowException):

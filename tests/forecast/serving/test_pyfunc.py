@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 from mlflow.models import get_model_info
+from mlflow.pyfunc.scoring_server import predictions_to_json
 
 from forecast.config import ForecastConfig
 from forecast.data import featurize, prepare
@@ -221,6 +222,20 @@ def test_a_utc_offset_is_kept_in_the_served_timestamps(served, elec):
     want = elec.predict(request)  # the same wall times: the same calendar features
     assert (got["timestamp"] == want["timestamp"].dt.tz_localize("+10:00")).all()
     np.testing.assert_allclose(got["forecast"], want["forecast"], rtol=0, atol=TOL)
+
+
+def test_under_a_scoring_server_the_rows_carry_the_text_it_writes(served, elec, monkeypatch):
+    request = elec_request(end=1250)
+    want = elec.predict(request)
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")  # set by the server
+    got = served["elec"].predict(request)
+    assert list(got["timestamp"]) == [t.isoformat() for t in want["timestamp"]]
+    written = [io.StringIO(), io.StringIO()]
+    predictions_to_json(got, written[0])
+    predictions_to_json(want, written[1])
+    assert written[0].getvalue() == written[1].getvalue()
+    monkeypatch.delenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT")
+    assert served["elec"].predict(request)["timestamp"].dtype == "datetime64[ns]"
 
 
 def _installed(dist: str) -> str | None:
