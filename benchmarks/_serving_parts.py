@@ -20,6 +20,7 @@ import forecast.serving.forecaster as forecaster_module
 import forecast.serving.pyfunc as pyfunc_module
 from forecast.serving.http import request_json
 
+SERVING_ENV = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
 # What each cold process runs; both print their clock at each phase as JSON.
 _OURS = """
 import json, sys, time
@@ -76,6 +77,9 @@ def profile_section(bench: Any, frames: dict[str, pd.DataFrame], served: Any, qu
     pyfunc.predict = _timed(clock, "pyfunc", lambda data, params=None: whole(data, params=params))
     n = {"1 series": 30 if quick else 200, "100 series": 10 if quick else 40}
     table: dict[str, dict[str, float]] = {}
+    # What `scoring_server.init` sets in a server process; the served model reads it.
+    serving = os.environ.get(SERVING_ENV)
+    os.environ[SERVING_ENV] = "true"
     try:
         for name, frame in frames.items():
             body = request_json(frame).encode()
@@ -94,6 +98,10 @@ def profile_section(bench: Any, frames: dict[str, pd.DataFrame], served: Any, qu
         for obj, name, fn in saved:
             setattr(obj, name, fn)
         del ours.predict, pyfunc.predict
+        if serving is None:
+            del os.environ[SERVING_ENV]
+        else:
+            os.environ[SERVING_ENV] = serving
     rows = [
         ("parse the JSON body into a frame (MLflow)", lambda t: t["parse"]),
         (

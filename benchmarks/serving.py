@@ -18,9 +18,11 @@ different end; 6,400 rows). Every measured figure and its reference run interlea
   input's last row, same signature, so MLflow parses the same payload the same way)
   served side by side, one keep-alive client posting to each in turn; in-process
   `Forecaster.predict` and the loaded pyfunc's ``predict`` beside them.
-- ``workers``: our model behind ``--workers 1`` and ``--workers 2``, 8 concurrent clients
-  (threads of this process, one `http.client` keep-alive connection each; their CPU share
-  is printed); the served forecasts of both are compared with the in-process ones.
+- ``workers``: our model behind 1 and 2 workers of ``mlflow models serve`` and of
+  ``forecast serve``, 8 concurrent clients (threads of this process, one `http.client`
+  keep-alive connection each); each worker's CPU, the connections each worker holds and the
+  clients' CPU are printed, and the served forecasts are compared with the in-process ones
+  (`benchmarks/_workers.py`).
 - ``profile``: where the milliseconds of one request go, by timing the scoring server's own
   steps in process (JSON parsing, MLflow's pyfunc wrapper, our predict and within it the
   coercion, validation and features, and the network, writing the JSON answer); HTTP is the
@@ -35,13 +37,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,9 +56,10 @@ import requests  # noqa: E402
 
 import forecast  # noqa: E402
 from benchmarks import _serving_parts as parts  # noqa: E402
+from benchmarks import _workers as workers  # noqa: E402
 from forecast.config import ForecastConfig  # noqa: E402
 from forecast.data import prepare  # noqa: E402
-from forecast.serving.http import forecasts_from_json, request_json  # noqa: E402
+from forecast.serving.http import request_json  # noqa: E402
 from forecast.serving.local_server import ModelServer  # noqa: E402
 from forecast.serving.pyfunc import forecaster_signature, log_forecaster, pip_requirements  # noqa: E402
 from forecast.tracking.registry import register_and_promote  # noqa: E402
@@ -115,42 +115,6 @@ def interleaved(calls: dict[str, Callable[[], object]], n: int) -> dict[str, lis
     return out
 
 
-def concurrent(url: str, body: str, clients: int, per_client: int) -> tuple[float, float]:
-    """Requests/s of `clients` keep-alive clients sending `per_client` requests each, and the
-    CPU the clients used (CPU seconds of this process per second of wall clock).
-
-    Each client is a thread with one `http.client` connection: about a tenth of the CPU of a
-    `requests.Session` per request, so the load generator takes little from the 2 cores the
-    server workers share.
-    """
-    host, port = url.removeprefix("http://").split(":")
-    payload = body.encode()
-    failures: list[str] = []
-
-    def client() -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=120)
-        try:
-            for _ in range(per_client):
-                conn.request("POST", "/invocations", payload, HEADERS)
-                response = conn.getresponse()
-                text = response.read()
-                if response.status != 200:
-                    failures.append(f"HTTP {response.status}: {text[-300:]!r}")
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start, cpu = time.perf_counter(), time.process_time()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall, used = time.perf_counter() - start, time.process_time() - cpu
-    if failures:
-        raise RuntimeError(failures[0])
-    return clients * per_client / wall, used / wall
-
-
 def p(seconds: list[float], q: float = 50) -> float:
     """Percentile `q` in milliseconds."""
     return float(np.percentile(seconds, q) * 1000)
@@ -189,8 +153,8 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         self.env = env | {"MLFLOW_TRACKING_URI": self.store, "MLFLOW_REGISTRY_URI": self.store}
 
-    def server(self, uri: str, workers: int = 1) -> ModelServer:
-        return ModelServer(uri, env=self.env, cwd=self.root, workers=workers)
+    def server(self, uri: str, workers: int = 1, command: str = "mlflow") -> ModelServer:
+        return ModelServer(uri, env=self.env, cwd=self.root, workers=workers, command=command)
 
 
 def latency_section(bench: Bench, frames: dict[str, pd.DataFrame], args: Any) -> dict:
@@ -244,46 +208,6 @@ def latency_section(bench: Bench, frames: dict[str, pd.DataFrame], args: Any) ->
     return results
 
 
-def workers_section(bench: Bench, frames: dict[str, pd.DataFrame], args: Any) -> None:
-    """Requests/s of 1 and 2 uvicorn workers under concurrent clients, interleaved."""
-    rounds, per_client = (3, 4) if args.quick else (7, 10)
-    print(f"\n### Workers: --workers 1 against --workers 2, {args.clients} clients ({load()})\n")
-    servers = {w: bench.server(bench.model_uri, workers=w) for w in (1, 2)}
-    cores = os.cpu_count() or 1
-    with contextlib.ExitStack() as stack:
-        for server in servers.values():
-            stack.callback(server.stop)
-            server.start()
-        for server in servers.values():
-            server.wait_ready(timeout=300)
-        print("| request | req/s, 1 worker | req/s, 2 workers | 2 / 1 | goal >= 1.7x "
-              "| largest difference from in-process | the clients' CPU, share of the machine |")  # fmt: skip
-        print("|---|---:|---:|---:|---|---:|---:|")
-        for name, frame in frames.items():
-            body, want = request_json(frame), bench.forecaster.predict(frame)
-            diff = 0.0
-            for server in servers.values():
-                for _ in range(3):  # each worker of a server answers some of these
-                    got = forecasts_from_json(requests.post(
-                        f"{server.url}/invocations", data=body, headers=HEADERS, timeout=120
-                    ).text)  # fmt: skip
-                    diff = max(diff, float(np.abs(got["forecast"] - want["forecast"]).max()))
-            rps: dict[int, list[float]] = {1: [], 2: []}
-            client_cpu: list[float] = []
-            concurrent(servers[2].url, body, args.clients, 2)  # both workers warm
-            for r in range(rounds):
-                for w in (1, 2) if r % 2 == 0 else (2, 1):
-                    k = per_client if name == "1 series" else max(2, per_client // 4)
-                    rate, cpu = concurrent(servers[w].url, body, args.clients, k)
-                    rps[w].append(rate)
-                    client_cpu.append(cpu)
-            one, two = statistics.median(rps[1]), statistics.median(rps[2])
-            print(f"| {name} | {one:.1f} | {two:.1f} | {two / one:.2f}x "
-                  f"| {verdict(two / one >= 1.7)} | {diff:.1e} "
-                  f"| {statistics.median(client_cpu) / cores:.0%} |")  # fmt: skip
-    print(f"\nMedians of {rounds} rounds; {load()} at the end.")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and repeats")
@@ -301,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         bench = Bench(Path(tmp))
         served = latency_section(bench, frames, args) if "latency" in sections else None
         if "workers" in sections:
-            workers_section(bench, frames, args)
+            workers.workers_section(bench, frames, args, load)
         if "profile" in sections:
             parts.profile_section(bench, frames, served, quick=args.quick)
             parts.stages_section(bench, frames, quick=args.quick)

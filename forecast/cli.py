@@ -407,15 +407,14 @@ def _serve(args: argparse.Namespace) -> int:
     from mlflow.artifacts import download_artifacts
 
     from forecast.serving.scoring_app import MODEL_ENV
+    from forecast.serving.workers import listening_sockets, serve
 
+    # One socket per worker (SO_REUSEPORT): uvicorn's shared socket leaves keep-alive
+    # connections opened together on one worker (forecast/serving/workers.py). Bound before
+    # the download, so a port in use is refused at once.
+    sockets = listening_sockets(args.host, args.port, args.workers)
     local = download_artifacts(artifact_uri=args.model)
-    env = {**os.environ, MODEL_ENV: local}
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "forecast.serving.scoring_app:create_app"]
-    cmd += ["--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, cmd, env)  # the server's PID and signals are this command's
-    return EXIT_OK  # pragma: no cover - execve does not return
+    return serve(sockets, env={**os.environ, MODEL_ENV: local})
 
 
 def _check_output(path: str, overwrite: bool) -> Path:

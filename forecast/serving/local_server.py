@@ -33,9 +33,11 @@ def free_port() -> int:
 
 
 class ModelServer:
-    """``mlflow models serve`` on 127.0.0.1, as a context manager; for checks and benchmarks.
+    """``mlflow models serve`` (or ``forecast serve``) on 127.0.0.1, as a context manager;
+    for checks and benchmarks.
 
-    The server is the real one (uvicorn, ``--env-manager local``). It runs in its own process
+    The server is the real one (uvicorn, ``--env-manager local``; or our guarded app with one
+    socket per worker, `forecast.serving.workers`). It runs in its own process
     group, which `stop` terminates (then kills) so that no worker outlives it. `start` only
     launches it, so several servers can boot at once before `wait_ready`.
 
@@ -45,6 +47,7 @@ class ModelServer:
         env: environment of the server (e.g. ``MLFLOW_TRACKING_URI``); None inherits ours.
         cwd: working directory of the server.
         workers: uvicorn worker processes.
+        command: ``"mlflow"`` (``mlflow models serve``) or ``"forecast"`` (``forecast serve``).
 
     Example:
         >>> with ModelServer("models:/elec@champion") as server:
@@ -60,17 +63,27 @@ class ModelServer:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         workers: int = 1,
+        command: str = "mlflow",
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
-        self.cmd += ["--env-manager", "local", "-h", HOST, "-p", str(self.port)]
-        self.cmd += ["-w", str(workers)]
+        where = ["-h", HOST, "-p", str(self.port), "-w", str(workers)]
+        if command == "mlflow":
+            self.cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
+            self.cmd += ["--env-manager", "local", *where]
+        elif command == "forecast":
+            where = ["--host", HOST, "--port", str(self.port), "--workers", str(workers)]
+            self.cmd = [sys.executable, "-m", "forecast", "serve", "--model", model_uri, *where]
+        else:
+            raise ConfigError(
+                f"`command` must be 'mlflow' or 'forecast'. Received: command={command!r}"
+            )
         self.env = dict(os.environ if env is None else env)
         # The CLI starts `uvicorn` through the shell: find it next to this interpreter.
         bindir = str(Path(sys.executable).parent)
         self.env["PATH"] = os.pathsep.join([bindir, self.env.get("PATH", os.defpath)])
         self.cwd = cwd
+        self.workers = workers
         self.pid: int | None = None  # of the CLI, leader of the server's process group
         self._proc: subprocess.Popen | None = None
         self._log: Any = None
@@ -95,7 +108,11 @@ class ModelServer:
         return self.pid is not None and _group_alive(self.pid)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until ``/ping`` answers 200.
+        """Block until ``/ping`` answers 200 and every worker has started.
+
+        ``/ping`` is answered by the first worker up; the others may still be loading the
+        model (and would take no connection yet), so the server's log must also hold
+        uvicorn's ``Application startup complete.`` once per worker.
 
         Raises:
             ConfigError: `start` was not called.
@@ -108,12 +125,17 @@ class ModelServer:
         while self._proc.poll() is None and time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
-                    if response.status == 200:
+                    if response.status == 200 and self._started_workers() >= self.workers:
                         return
+                    time.sleep(0.2)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.2)
         code = self._proc.poll()
-        why = f"exited with code {code}" if code is not None else f"gave no /ping in {timeout:g} s"
+        why = (
+            f"exited with code {code}"
+            if code is not None
+            else f"did not start {self.workers} worker(s) answering /ping in {timeout:g} s"
+        )
         raise RuntimeError(f"The model server at {self.url} {why}:\n{self.log_tail()}")
 
     def terminate(self) -> None:
@@ -130,6 +152,12 @@ class ModelServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def _started_workers(self) -> int:
+        if self._log is None:
+            return 0
+        self._log.seek(0)
+        return self._log.read().count("Application startup complete.")
 
     def log_tail(self, chars: int = 4000) -> str:
         """The end of the server's combined stdout and stderr."""

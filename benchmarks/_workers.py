@@ -1,0 +1,170 @@
+"""The workers section of `benchmarks.serving`: 1 against 2 server workers, 8 keep-alive clients.
+
+Both servers a user can run are measured, ``mlflow models serve -w N`` (uvicorn's workers
+share one listening socket) and ``forecast serve --workers N`` (one ``SO_REUSEPORT`` socket
+per worker, `forecast.serving.workers`). Besides the requests/s, each round records what
+explains them: the CPU each worker process used (cores: CPU seconds per second of the
+round, from ``/proc`` through psutil), how the clients' connections are spread over the
+workers (counted on the workers' sockets while the round runs) and the clients' own CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import statistics
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+import requests
+
+from forecast.serving.http import forecasts_from_json, request_json
+
+HEADERS = {"Content-Type": "application/json"}
+
+
+def worker_processes(leader: int, port: int) -> list[psutil.Process]:
+    """The server's worker processes: those of its process group listening on `port` whose
+    children do not (uvicorn's parent process also holds the shared socket)."""
+    listening = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(proc.pid) != leader:
+                continue
+            conns = proc.net_connections("tcp")
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns):
+                listening.append(proc)
+    pids = {p.pid for p in listening}
+    return [p for p in listening if not any(c.pid in pids for c in p.children())]
+
+
+def connections(workers: list[psutil.Process], port: int) -> list[int]:
+    """Established client connections each worker holds on `port`."""
+    counts = []
+    for proc in workers:
+        try:
+            conns = proc.net_connections("tcp")
+        except psutil.Error:
+            conns = []
+        counts.append(
+            sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+        )
+    return counts
+
+
+def concurrent(
+    url: str, body: str, clients: int, per_client: int, workers: list[psutil.Process]
+) -> dict[str, Any]:
+    """One round: `clients` threads, one `http.client` keep-alive connection and `per_client`
+    requests each (a tenth of the CPU of a `requests.Session` per request, so the load
+    generator takes little from the cores the workers share).
+
+    Returns:
+        ``rps``; ``clients_cpu`` (cores this process used); ``cpu`` (cores per worker);
+        ``spread`` (connections per worker, sampled once every client is connected).
+    """
+    host, port = url.removeprefix("http://").split(":")
+    payload = body.encode()
+    failures: list[str] = []
+    done = threading.Event()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        try:
+            for _ in range(per_client):
+                conn.request("POST", "/invocations", payload, HEADERS)
+                response = conn.getresponse()
+                text = response.read()
+                if response.status != 200:
+                    failures.append(f"HTTP {response.status}: {text[-300:]!r}")
+        finally:
+            conn.close()
+
+    spread: list[int] = []
+
+    def watch() -> None:  # keep-alive: the spread holds for the round once all are connected
+        while not done.wait(0.05):
+            counts = connections(workers, int(port))
+            if sum(counts) >= sum(spread):
+                spread[:] = counts
+            if sum(counts) >= clients:
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    before = [w.cpu_times() for w in workers]
+    watcher = threading.Thread(target=watch)
+    start, cpu = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.start()
+    watcher.start()
+    for t in threads:
+        t.join()
+    wall, used = time.perf_counter() - start, time.process_time() - cpu
+    done.set()
+    watcher.join()
+    after = [w.cpu_times() for w in workers]
+    if failures:
+        raise RuntimeError(failures[0])
+    busy = [
+        (a.user + a.system - b.user - b.system) / wall for a, b in zip(after, before, strict=True)
+    ]
+    return {"rps": clients * per_client / wall, "clients_cpu": used / wall, "cpu": busy,
+            "spread": spread}  # fmt: skip
+
+
+def workers_section(bench: Any, frames: dict[str, pd.DataFrame], args: Any, load: Any) -> None:
+    """Requests/s of 1 and 2 workers of each server under concurrent clients, interleaved."""
+    rounds, per_client = (3, 4) if args.quick else (7, 10)
+    print(f"\n### Workers: 1 against 2 server workers, {args.clients} keep-alive clients ({load()})\n")  # fmt: skip
+    print("| server | request | req/s, 1 worker | req/s, 2 workers | 2 / 1 | goal >= 1.7x "
+          "| connections per worker, each 2-worker round | CPU per worker, cores (2 workers) "
+          "| CPU, cores (1 worker) | server CPU ms per request, 1 / 2 workers "
+          "| clients' CPU, cores | largest difference from in-process |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---|---|---|---:|---:|---:|---:|")
+    for command in ("mlflow", "forecast"):
+        servers = {w: bench.server(bench.model_uri, workers=w, command=command) for w in (1, 2)}
+        with contextlib.ExitStack() as stack:
+            for server in servers.values():
+                stack.callback(server.stop)
+                server.start()
+            for server in servers.values():
+                server.wait_ready(timeout=300)
+            procs = {w: worker_processes(s.pid, s.port) for w, s in servers.items()}
+            for name, frame in frames.items():
+                _measure(bench, command, name, frame, servers, procs, rounds, per_client, args)
+    print(f"\nMedians of {rounds} rounds; {load()} at the end.")
+
+
+def _measure(bench, command, name, frame, servers, procs, rounds, per_client, args) -> None:  # noqa: ANN001
+    body, want = request_json(frame), bench.forecaster.predict(frame)
+    diff = 0.0
+    for server in servers.values():
+        for _ in range(3):  # new connections: each worker of a server answers some of these
+            got = forecasts_from_json(requests.post(
+                f"{server.url}/invocations", data=body, headers=HEADERS, timeout=120
+            ).text)  # fmt: skip
+            diff = max(diff, float(np.abs(got["forecast"] - want["forecast"]).max()))
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    k = per_client if name == "1 series" else max(2, per_client // 4)
+    concurrent(servers[2].url, body, args.clients, 2, procs[2])  # both workers warm
+    for r in range(rounds):
+        for w in (1, 2) if r % 2 == 0 else (2, 1):
+            runs[w].append(concurrent(servers[w].url, body, args.clients, k, procs[w]))
+    one = statistics.median(run["rps"] for run in runs[1])
+    two = statistics.median(run["rps"] for run in runs[2])
+    spreads = ", ".join("/".join(map(str, run["spread"])) for run in runs[2])
+    cpu2 = " + ".join(f"{statistics.median(run['cpu'][i] for run in runs[2]):.2f}"
+                      for i in range(len(procs[2])))  # fmt: skip
+    cpu1 = statistics.median(run["cpu"][0] for run in runs[1])
+    per_request = [statistics.median(1000 * sum(run["cpu"]) / run["rps"] for run in runs[w])
+                   for w in (1, 2)]  # fmt: skip
+    clients = statistics.median(run["clients_cpu"] for run in runs[1] + runs[2])
+    label = {"mlflow": "`mlflow models serve`", "forecast": "`forecast serve`"}[command]
+    print(f"| {label} | {name} | {one:.1f} | {two:.1f} | {two / one:.2f}x "
+          f"| {'met' if two / one >= 1.7 else 'NOT met'} | {spreads} | {cpu2} | {cpu1:.2f} "
+          f"| {per_request[0]:.1f} / {per_request[1]:.1f} | {clients:.2f} | {diff:.1e} |")  # fmt: skip
