@@ -36,17 +36,21 @@ def served_rows(rows: pd.DataFrame) -> pd.DataFrame:
     in one numpy call; anything else (fractions, UTC offsets, NaT) value by value.
     """
     text = {}
-    for col in rows.columns:
-        values = rows[col]
-        if values.dtype.kind != "M":  # datetime64 and DatetimeTZDtype
+    for col, dtype in rows.dtypes.items():
+        if dtype.kind != "M":  # datetime64 and DatetimeTZDtype
             continue
-        if values.dt.tz is None:
-            ns = values.to_numpy("datetime64[ns]")
+        if not isinstance(dtype, pd.DatetimeTZDtype):
+            ns = rows[col].to_numpy("datetime64[ns]")
             if not (ns.view(np.int64) % 10**9).any():  # NaT is not a whole second either
                 text[col] = np.datetime_as_string(ns, unit="s").astype(object)
                 continue
-        text[col] = np.array([t.isoformat() for t in values], dtype=object)
-    return rows.assign(**text) if text else rows
+        text[col] = np.array([t.isoformat() for t in rows[col]], dtype=object)
+    if not text:
+        return rows
+    out = rows.copy(deep=False)  # the caller's frame keeps its timestamps
+    for col, values in text.items():
+        out[col] = values
+    return out
 
 
 def forecasts_from_json(body: str | bytes | Mapping[str, Any]) -> pd.DataFrame:
