@@ -7,9 +7,9 @@ cores and a forecast waits for threads of the other worker to be descheduled. Ea
 gets ``cores // workers`` threads (at least 1) instead.
 
 The worker count is read from the command line uvicorn was started with (``--workers N``,
-which `mlflow models serve -w N` and ``forecast serve --workers N`` pass on; uvicorn's
-spawned workers inherit it) or
-``WEB_CONCURRENCY`` (uvicorn's own variable for it). ``FORECAST_TF_THREADS`` overrides the
+which `mlflow models serve -w N` passes on; uvicorn's spawned workers inherit it) or
+``WEB_CONCURRENCY`` (uvicorn's own variable for it, which ``forecast serve --workers N`` sets
+for each of its workers, `forecast.serving.workers`). ``FORECAST_TF_THREADS`` overrides the
 result. Pools can only be sized before TensorFlow runs its first operation, so
 `configure_threads` is called by the model-code file before the model loads; when
 TensorFlow already runs (a model loaded in a notebook), the pools are left as they are.

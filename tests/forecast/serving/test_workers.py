@@ -116,3 +116,16 @@ def _listening(proc: psutil.Process, port: int) -> bool:
     except psutil.Error:
         return False
     return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)
+
+
+def test_forecast_serve_refuses_a_port_in_use_before_downloading_the_model(capsys):
+    from forecast.cli import main
+
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        # the model does not exist: the port is refused before anything looks for it
+        code = main(["serve", "--model", "models:/no-such-model@champion", "--port", str(port)])
+    assert code == 2
+    assert f"Cannot listen on --host {HOST} --port {port}: " in capsys.readouterr().err
