@@ -105,6 +105,7 @@ def serve(
             # This file as a script: a worker imports only uvicorn and its app (-P: not this
             # folder on sys.path, whose http.py would shadow the standard library's).
             cmd = [sys.executable, "-P", __file__, "--fd", str(sock.fileno()), "--app", app]
+            cmd += ["--parent", str(os.getpid())]
             procs.append(subprocess.Popen(cmd, env=env, pass_fds=[sock.fileno()]))
             sock.close()  # the worker holds its copy
         log.info("%d server workers, one socket each (SO_REUSEPORT)", len(sockets))
@@ -144,6 +145,18 @@ def _terminate(procs: Sequence[subprocess.Popen], grace: float) -> None:
             proc.wait()
 
 
+def _die_with(parent: int) -> None:
+    """Linux: SIGTERM this worker when `serve`'s process dies, even by SIGKILL, so that no
+    orphaned worker keeps answering on the port (prctl PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the prctl: nobody would send the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker(fd: int, app: str) -> None:
     """One worker: uvicorn serving the app of factory `app` on the inherited socket `fd`."""
     import uvicorn
@@ -158,5 +171,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="one worker of `forecast serve`")
     parser.add_argument("--fd", type=int, required=True, help="the inherited listening socket")
     parser.add_argument("--app", default=APP, help="module:function of the ASGI app factory")
+    parser.add_argument("--parent", type=int, help="PID of `serve`: the worker dies with it")
     args = parser.parse_args()
+    if args.parent is not None:
+        _die_with(args.parent)
     _worker(args.fd, args.app)

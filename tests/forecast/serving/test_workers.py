@@ -7,6 +7,8 @@ import http.client
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -108,6 +110,35 @@ def test_two_workers_answer_connections_opened_together_and_stop_on_sigterm():
     assert code == 0
     assert seen["answers"] == {f"{pid} 2" for pid in seen["workers"]}  # both, told they are 2
     assert not any(psutil.pid_exists(pid) for pid in seen["workers"])
+
+
+def test_workers_die_with_a_killed_parent_and_free_the_port():
+    port = free_port()
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT)}
+    # The module alone (the package's imports take seconds): a parent that only serves.
+    script = (
+        "import importlib.util as u; "
+        f"s = u.spec_from_file_location('w', {str(REPO_ROOT / 'forecast/serving/workers.py')!r}); "
+        "w = u.module_from_spec(s); s.loader.exec_module(w); "
+        f"w.serve(w.listening_sockets({HOST!r}, {port}, 2), "
+        "app='tests.forecast.serving.pid_app:create_app')"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        proc = psutil.Process(parent.pid)
+        while len(proc.children()) < 2 or not all(_listening(w, port) for w in proc.children()):
+            assert time.monotonic() < deadline, "the workers did not start in 60 s"
+            time.sleep(0.1)
+        workers = proc.children()
+    finally:
+        parent.kill()  # SIGKILL: `serve` cannot pass anything on
+        parent.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    for w in alive:  # do not leave them behind if the assertion fails
+        w.kill()
+    assert not alive, [w.pid for w in alive]
+    listening_sockets(HOST, port, 1)[0].close()  # the port is free again
 
 
 def _listening(proc: psutil.Process, port: int) -> bool:
