@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from forecast.evaluation.metrics import evaluate, evaluate_by_step
 from forecast.models import check_mask
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.window import Windows, make_windows
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,9 @@ def predict_windows(
 def _predict_function(model: keras.Model, inputs: dict[str, np.ndarray]) -> Any:
     """A callable ``batch -> outputs`` (numpy or tensors) for batches shaped like `inputs`.
 
-    With TensorFlow, two concrete functions kept on the model per input layout, both traced
-    on first use: `_trace_any_batch_size` for any batch, and one for a batch of exactly one
-    window (a one-series request), whose static shape lets the fused layers run one group
-    without padding: 0.33 against 0.39 ms a call, within 1.2x of PyTorch's 0.27 ms. Else
-    `predict_on_batch`.
+    With TensorFlow, two functions kept on the model per input layout, both made on first
+    use: `_trace_any_batch_size` for any batch, and `_OneWindow` for a batch of exactly one
+    window (a one-series request). Else `predict_on_batch`.
     """
     if keras.backend.backend() != "tensorflow":
         return model.predict_on_batch
@@ -80,11 +81,60 @@ def _predict_function(model: keras.Model, inputs: dict[str, np.ndarray]) -> Any:
 
 
 def _trace_one_window(model: keras.Model, inputs: dict[str, np.ndarray]) -> Any:
-    """The model's inference call traced for a batch of one window (same results, 0.0)."""
-    import tensorflow as tf
+    """The model's inference call for a batch of one window, XLA-compiled on a CPU.
 
-    spec = {k: tf.TensorSpec((1, *v.shape[1:]), tf.as_dtype(v.dtype)) for k, v in inputs.items()}
-    return tf.function(lambda batch: model(batch, training=False)).get_concrete_function(spec)
+    Mixed-precision models keep the plain trace: XLA computes their float16 / bfloat16
+    steps in float32, which would move served forecasts ~1e-3 from the evaluated ones.
+    """
+    from forecast.models.layers import gpu_visible
+
+    float32 = all(layer.compute_dtype == "float32" for layer in model._flatten_layers())
+    return _OneWindow(model, inputs, compile=float32 and not gpu_visible())
+
+
+class _OneWindow:
+    """The model's inference call traced for a batch of exactly one window.
+
+    On a CPU the whole call is one XLA computation (compiled on the first call, as the
+    fused layers' own loops would be, so a cold start pays no more; see
+    benchmarks/RESULTS.md, "Session 3"): per-op dispatch of the TensorFlow graph is what
+    a one-window call spends most of its time on, 0.27 against 0.54 ms in a tight loop and
+    1.2 against 1.7 ms after the few milliseconds of pandas work of a request. A model
+    XLA cannot compile (an op without an XLA kernel) falls back, once, to the plain trace.
+    On a GPU the plain trace keeps cuDNN. Results equal the any-batch trace's to ~1e-7.
+    """
+
+    def __init__(self, model: keras.Model, inputs: dict[str, np.ndarray], *, compile: bool):
+        import tensorflow as tf
+
+        self._spec = {
+            k: tf.TensorSpec((1, *v.shape[1:]), tf.as_dtype(v.dtype)) for k, v in inputs.items()
+        }
+        self._model = model
+        self._call = self._trace(jit_compile=compile)
+        self._untried = compile  # an XLA trace not yet called: its first call may fail
+
+    def _trace(self, *, jit_compile: bool) -> Any:
+        import tensorflow as tf
+
+        model = self._model
+        function = tf.function(lambda batch: model(batch, training=False), jit_compile=jit_compile)
+        return function.get_concrete_function(self._spec)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Any:
+        if not self._untried:
+            return self._call(batch)
+        import tensorflow as tf
+
+        try:
+            out = self._call(batch)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as err:
+            # XLA refuses the graph at its first call; a genuine error raises again below.
+            log.info("One-window XLA compilation failed (%s); using the plain trace.", err)
+            self._call = self._trace(jit_compile=False)
+            out = self._call(batch)
+        self._untried = False
+        return out
 
 
 def _trace_any_batch_size(model: keras.Model, inputs: dict[str, np.ndarray]) -> Any:

@@ -6,12 +6,14 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
-from forecast.config import ForecastConfig
+from forecast.config import ForecastConfig, ModelSpec
 from forecast.data import prepare
 from forecast.evaluation.scoring import (
     RANDOM_WALK,
     Forecasts,
+    _trace_one_window,
     baseline_forecasts,
     is_return_target,
     is_returns,
@@ -112,6 +114,37 @@ def test_predict_windows_traces_once_per_model_whatever_the_batch_sizes(levels):
         for n, batch in ((len(windows), 1024), (len(windows), 7), (1, 1024), (5, 1024)):
             predict_windows(model, windows.take(np.arange(len(windows)) < n), batch_size=batch)
         assert model.predict_function.experimental_get_tracing_count() == 1
+
+
+def _xla(one_window) -> bool:
+    return one_window._call.function_def.attr["_XlaMustCompile"].b
+
+
+def test_one_window_runs_as_one_xla_computation_on_a_cpu_but_not_in_mixed_precision(levels):
+    """The one-window call (a one-series request) is XLA-compiled: its results are checked
+    against the any-batch trace above; a mixed-precision model keeps the plain trace."""
+    prepared, model = levels
+    inputs = {k: v[:1] for k, v in prepared.windows["test"].inputs().items()}
+    assert _xla(_trace_one_window(model, inputs))
+    half = build_model(
+        ModelSpec(units=(4,), precision="mixed_bfloat16"), n_features=1, n_targets=1, horizon=2,
+        lookback=3,
+    )  # fmt: skip
+    assert not _xla(_trace_one_window(half, {"past": np.zeros((1, 3, 1), "float32")}))
+
+
+def test_one_window_call_falls_back_to_the_plain_trace_when_xla_cannot_compile_the_model():
+    past = keras.Input((4, 1), name="past")
+    host = keras.layers.Lambda(  # numpy_function runs on the host: XLA has no kernel for it
+        lambda x: tf.numpy_function(lambda a: 2 * a, [x], tf.float32, stateful=False),
+        output_shape=(4, 1),
+    )
+    model = keras.Model({"past": past}, host(past))
+    one = {"past": np.arange(4, dtype="float32").reshape(1, 4, 1)}
+    call = _trace_one_window(model, one)
+    np.testing.assert_array_equal(np.asarray(call(one)).ravel(), [0, 2, 4, 6])
+    assert not _xla(call)
+    np.testing.assert_array_equal(np.asarray(call(one)).ravel(), [0, 2, 4, 6])
 
 
 def test_predict_windows_of_a_point_model_has_no_quantiles(returns):
