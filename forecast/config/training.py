@@ -48,6 +48,11 @@ class TrainConfig:
             ``none``: what is registered is then exactly what was scored, and a job trains
             once; production jobs that want the latest history in the model set ``full``
             (or pass ``forecast train --refit-full``).
+        steps_per_execution: batches each call of Keras' compiled train (and validation)
+            function runs in a loop inside the graph, instead of one call from Python per
+            batch: the same steps in the same order, so the same weights, with less of the
+            fixed cost a batch pays (measured in benchmarks/RESULTS.md, "Session 3").
+            Callbacks see every N-th batch's logs; epoch-end callbacks are unchanged.
     """
 
     epochs: int = 20
@@ -61,9 +66,10 @@ class TrainConfig:
     verbose: str | int = "auto"
     strategy: str = "none"
     refit: str = "none"
+    steps_per_execution: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "steps_per_execution"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")

@@ -101,7 +101,8 @@ def fit(
         train_data: batches of `(inputs, target)`.
         val_data: validation batches, used for early stopping and checkpoints; None fits
             exactly ``config.epochs`` epochs (a refit on all rows).
-        config: epochs, patience, seed and verbosity.
+        config: epochs, patience, seed, verbosity and the batches run per call
+            (``steps_per_execution``, which replaces the one the model was compiled with).
         checkpoint_dir: where the resume checkpoint lives; None for none.
         callbacks: extra callbacks, such as an MLflow logger.
 
@@ -112,6 +113,9 @@ def fit(
     if getattr(model, "optimizer", None) is None or not model.compiled:
         raise ConfigError("`model` must be compiled before `fit`. Received an uncompiled model.")
     check_data_fits_model(model, train_data)
+    if model.steps_per_execution != config.steps_per_execution:
+        model.steps_per_execution = config.steps_per_execution
+        model.train_function = model.test_function = None  # rebuilt with the new loop
     early = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
     )

@@ -33,6 +33,10 @@ SP500 = REPO_ROOT / "configs" / "sp500.yaml"
         ("data.calendar={holidays: XX}", "`data.calendar.holidays` must be a country code"),
         ("training.refit=ful", "`training.refit` must be one of ['none', 'full']. Received: "),
         (
+            "training.steps_per_execution=0",
+            "`steps_per_execution` must be an integer >= 1. Received: steps_per_execution=0",
+        ),
+        (
             "split.test=soon",
             "`split.test` as text must be a timestamp such as '1958-01-01' or "
             "'2024-03-01 09:30'. Received: test='soon'",

@@ -45,20 +45,28 @@ def _model(lookback=8):
     return model
 
 
-def _run(seed):
+def _run(seed, steps_per_execution=TrainConfig.steps_per_execution):
     seed_everything(seed)
     train, val = _datasets(seed=seed)
     model = _model()
-    res = fit(model, train, val, config=TrainConfig(epochs=3, patience=5, seed=seed, verbose=0))
+    config = TrainConfig(
+        epochs=3, patience=5, seed=seed, verbose=0, steps_per_execution=steps_per_execution
+    )
+    res = fit(model, train, val, config=config)
+    assert model.steps_per_execution == steps_per_execution
     return res, model
 
 
 def test_same_seed_same_metrics_to_1e6():
-    a, _ = _run(7)
-    b, _ = _run(7)
+    """Also with one batch a call against 4 (6 batches an epoch: calls of 4 and 2 batches):
+    `steps_per_execution` only moves the loop over batches into the graph."""
+    a, first = _run(7, steps_per_execution=1)
+    b, second = _run(7, steps_per_execution=4)
     assert a.epochs_run == b.epochs_run == 3
     np.testing.assert_allclose(a.history["val_loss"], b.history["val_loss"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=0, atol=1e-6)
+    for w1, w2 in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_allclose(w1, w2, rtol=0, atol=1e-6)
 
 
 def test_training_reduces_loss_and_restores_best_weights():
