@@ -28,6 +28,11 @@ Inference: Keras' layer runs as Keras users run it (`Model.predict`, a `tf.funct
 window); ours as the package runs it (`forecast.evaluation.scoring.predict_windows`: the
 model's concrete function for any batch, and the one traced for a single window), in the
 same batches of 256 as PyTorch.
+
+Request (``--only request``, in this process): one window of the serving benchmark's network
+through the plain one-window trace and through the XLA one the package runs, in a tight loop
+and right after the few milliseconds of pandas work a served request does first (or a
+sleep), alternating the two so both see the same machine.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 BATCH, FEATURES, UNITS = 256, 8, 64
-SECTIONS = ("peak", "train", "lookback", "infer", "varlen")
+SECTIONS = ("peak", "train", "lookback", "infer", "varlen", "request")
 
 
 def _lengths(rng: np.random.Generator, n: int, lookback: int, log: bool = False) -> np.ndarray:
@@ -454,6 +459,63 @@ def _varlen_table(args: Any) -> None:
           f"by at most {checks[1]:.1e} of their largest entry.")  # fmt: skip
 
 
+def _request_work(frame: Any) -> None:
+    """A few milliseconds of the pandas work a served request does before the network."""
+    for _ in range(6):
+        part = frame.sort_values("t").copy()
+        part["w"] = part["v"].rolling(3).mean()
+        part.groupby(part["t"].dt.month)["v"].sum()
+
+
+def _request_table(args: Any) -> None:
+    """One window as a served request calls it: the plain trace against the XLA one."""
+    import pandas as pd
+
+    from forecast.config.model import ModelSpec
+    from forecast.evaluation.scoring import _OneWindow
+    from forecast.models import build_model
+
+    # The serving benchmark's network: LSTM 64 units, lookback 64, one feature, horizon 10.
+    model = build_model(ModelSpec(units=(64,)), n_features=1, n_targets=1, horizon=10, lookback=64)
+    rng = np.random.default_rng(0)
+    window = {"past": rng.standard_normal((1, 64, 1)).astype("float32")}
+    calls = {
+        name: _OneWindow(model, window, compile=compile)
+        for name, compile in (("plain trace", False), ("XLA", True))
+    }
+
+    def forecast(out: Any) -> np.ndarray:
+        return np.asarray(out["forecast"] if isinstance(out, dict) else out)
+
+    outs = {name: forecast(call(window)) for name, call in calls.items()}
+    frame = pd.DataFrame({"t": pd.date_range("2020", periods=64), "v": rng.standard_normal(64)})
+    start = time.perf_counter()
+    _request_work(frame)
+    work_ms = 1e3 * (time.perf_counter() - start)
+    n = 50 if args.quick else 200
+    befores = {
+        "tight loop": lambda: None,
+        f"after {work_ms:.1f} ms of pandas work": lambda: _request_work(frame),
+        "after a 5 ms sleep": lambda: time.sleep(0.005),
+    }
+    print("\n### One window as a request calls it (issue 16): ms, medians\n")
+    print("| one window | plain trace | XLA | XLA / plain |")
+    print("|---|---:|---:|---:|")
+    for label, before in befores.items():
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for i in range(n):
+            for name, call in calls.items() if i % 2 else reversed(calls.items()):
+                before()
+                start = time.perf_counter()
+                forecast(call(window))
+                times[name].append(time.perf_counter() - start)
+        ms = {name: 1e3 * statistics.median(t[10:]) for name, t in times.items()}
+        print(f"| {label} | {ms['plain trace']:.3f} | {ms['XLA']:.3f} "
+              f"| {ms['XLA'] / ms['plain trace']:.2f}x |", flush=True)  # fmt: skip
+    diff = float(np.abs(outs["XLA"] - outs["plain trace"]).max())
+    print(f"\nSame forecasts: XLA and the plain trace differ by at most {diff:.1e}.")
+
+
 def _cases(args: Any, section: str) -> list[tuple[str, dict[str, Any]]]:
     batches = 8 if args.quick else 24
 
@@ -505,6 +567,8 @@ def main(argv: list[str] | None = None) -> None:
         _infer_table(_cases(args, "infer"), args)
     if "varlen" in sections:
         _varlen_table(args)
+    if "request" in sections:
+        _request_table(args)
     print(f"\nload average after: {os.getloadavg()}")
 
 

@@ -171,6 +171,12 @@ def _pad_axis(x: tf.Tensor, axis: int, extra: tf.Tensor) -> tf.Tensor:
     return tf.pad(x, pads)
 
 
+def _with_units(x: tf.Tensor, units: int) -> tf.Tensor:
+    """`x` with its last axis statically `units` long (it is at run time)."""
+    x.set_shape(x.shape[:-1].concatenate([units]))
+    return x
+
+
 def _dense(grad: Any, like: tf.Tensor) -> tf.Tensor:
     """An upstream gradient as a dense tensor: zeros when unused, gathers made dense."""
     return tf.zeros_like(like) if grad is None else tf.convert_to_tensor(grad)
@@ -266,6 +272,9 @@ def fused_inner_loop(
     weights.append(cell.bias.value if cell.use_bias else tf.zeros(bias_shape, sequences.dtype))
     lane_fn = _lane_fn("lstm" if is_lstm else "gru", *flags)
     out, *states = _grouped(lane_fn, [sequences, *initial_state], weights, mask)
+    # A loop trace shared with layers of other sizes (`reduce_retracing`) has no static
+    # units; layers after this one (LayerNormalization) are built from them.
+    out, states = _with_units(out, cell.units), [_with_units(s, cell.units) for s in states]
     if pad_rows:
         out, states = out[:batch], [s[:batch] for s in states]
     if not layer.return_sequences:
