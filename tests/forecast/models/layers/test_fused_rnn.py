@@ -127,6 +127,9 @@ def test_layers_of_many_sizes_in_one_process_match_keras(cell):
         ours.set_weights(theirs.get_weights())
         x = rng.standard_normal((3, steps, features)).astype("float32")
         _assert_same(_run(ours, x), _run(theirs, x))
+        # Traced with unknown axes, the output still says its units (LayerNorm needs them).
+        traced = tf.function(ours).get_concrete_function(tf.TensorSpec((None, None, features)))
+        assert traced.structured_outputs.shape[-1] == units
 
 
 def test_time_axis_unknown_when_tracing_is_padded_and_matches_keras():
