@@ -52,7 +52,9 @@ class TrainConfig:
             function runs in a loop inside the graph, instead of one call from Python per
             batch: the same steps in the same order, so the same weights, with less of the
             fixed cost a batch pays (measured in benchmarks/RESULTS.md, "Session 3").
-            Callbacks see every N-th batch's logs; epoch-end callbacks are unchanged.
+            Callbacks see every N-th batch's logs; epoch-end callbacks are unchanged. Under
+            a `strategy` other than ``none`` fit runs one batch a call (Keras 3.15's
+            multi-batch loop fails under MirroredStrategy).
     """
 
     epochs: int = 20

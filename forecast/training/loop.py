@@ -76,6 +76,17 @@ def _verbosity(verbose: str | int) -> int:
     return int(verbose)
 
 
+def _distributed(model: keras.Model) -> bool:
+    """Whether `model` trains under a `tf.distribute` strategy (it was built in one's scope,
+    or `fit` runs inside one). Keras 3.15's multi-batch train loop (``steps_per_execution``
+    > 1) fails under MirroredStrategy ("You must feed a value for placeholder tensor" in
+    its `has_next` check), so a distributed fit runs one batch a call."""
+    return (
+        tf.distribute.has_strategy()
+        or model.distribute_strategy is not tf.distribute.get_strategy()
+    )
+
+
 def fit(
     model: keras.Model,
     train_data: tf.data.Dataset,
@@ -113,8 +124,9 @@ def fit(
     if getattr(model, "optimizer", None) is None or not model.compiled:
         raise ConfigError("`model` must be compiled before `fit`. Received an uncompiled model.")
     check_data_fits_model(model, train_data)
-    if model.steps_per_execution != config.steps_per_execution:
-        model.steps_per_execution = config.steps_per_execution
+    steps = config.steps_per_execution if not _distributed(model) else 1
+    if model.steps_per_execution != steps:
+        model.steps_per_execution = steps
         model.train_function = model.test_function = None  # rebuilt with the new loop
     early = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
