@@ -276,10 +276,14 @@ def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> Fold
             raise RuntimeError(f"Fold {k} holds a row at {seen}, inside the test part.")
         prepared = prepare_split(config, cut.source, frame, schema, freq, split)
         fitted = train_model(config, prepared)
-        table, _ = score_part(fitted.model, prepared, "test", baselines=())
-        scores.append(_metric(table, OBJECTIVE))
-        for windows, values in intervals.items():
-            table, _ = score_part(fitted.model, prepared, "test", baselines=(), calibration=windows)
+        plain, _ = score_part(fitted.model, prepared, "test", baselines=())
+        scores.append(_metric(plain, OBJECTIVE))
+        for windows, values in intervals.items():  # K = 0 is the table just scored
+            table = plain
+            if windows:
+                table, _ = score_part(
+                    fitted.model, prepared, "test", baselines=(), calibration=windows
+                )
             values.append(_metric(table, INTERVAL_SCORE))
     return FoldScores(scores, intervals)
 
