@@ -103,7 +103,7 @@ def ablation_markdown(results: dict[str, dict]) -> str:
     switched off (its ratio to the tuned config's in brackets; "-": not used)."""
     keys = list(OPTIONS_OFF)
     head = "| series | tuned: options on | tuned MASE | " + " | ".join(f"no {k}" for k in keys)
-    lines = [head + " | all off |", "|" + "---|" * (len(keys) + 4)]
+    lines = [head + " | other residual base | all off |", "|" + "---|" * (len(keys) + 5)]
     for name, r in results.items():
         m = r.get("model") or {}
         if "ablations" not in m:
@@ -111,7 +111,7 @@ def ablation_markdown(results: dict[str, dict]) -> str:
         model = m["config"]["model"]
         used = [k for k in keys if model.get(k) not in (OPTIONS_OFF[k], None, [])]
         cells = []
-        for variant in [f"no {k}" for k in keys] + ["all off"]:
+        for variant in [f"no {k}" for k in keys] + ["other base", "all off"]:
             a = m["ablations"].get(variant)
             cells.append(
                 f"{a['mase_mean']:.3f} ({a['mase_mean'] / m['mase_mean']:.2f}x)" if a else "-"

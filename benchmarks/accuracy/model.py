@@ -212,15 +212,22 @@ OPTIONS_OFF: dict[str, Any] = {
 }
 
 
+# Each residual base and the one it is compared with (the ``other base`` variant).
+OTHER_BASE = {"seasonal_naive": "exp_smoothing", "exp_smoothing": "seasonal_naive"}
+
+
 def ablations(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """`config` with each §2 option it turns on switched off (``no <key>``), and with all
-    of them off (``all off``); {} when it uses none."""
+    """`config` with each §2 option it turns on switched off (``no <key>``), with the other
+    residual base in place of its own (``other base``), and with all of them off
+    (``all off``); {} when it uses none."""
     model = config.get("model", {})
     used = [k for k, off in OPTIONS_OFF.items() if k in model and model[k] not in (off, None, [])]
     variants = {}
     for key in used:
         extra = {key: OPTIONS_OFF[key]} | ({"residual_season": None} if key == "residual" else {})
         variants[f"no {key}"] = _merge(config, {"model": extra})
+        if key == "residual" and model[key] in OTHER_BASE:
+            variants["other base"] = _merge(config, {"model": {key: OTHER_BASE[model[key]]}})
     if len(used) > 1:
         off = {k: OPTIONS_OFF[k] for k in used} | (
             {"residual_season": None} if "residual" in used else {}

@@ -18,7 +18,7 @@ FUTURE_MODES = ("flatten", "per_step")
 TARGET_SCALINGS = ("none", "window_rms", "ewma_rms")
 TARGET_CENTRES = ("none", "last", "mean")
 TARGET_TRANSFORMS = ("none", "log", "boxcox")
-RESIDUALS = ("none", "seasonal_naive")
+RESIDUALS = ("none", "seasonal_naive", "exp_smoothing")
 DESEASONALIZE = ("none", "mstl")  # `pipelines.deseason.DESEASONALIZE`
 DEFAULT_HALFLIFE = 10  # steps; `target_scale_halflife` when ewma_rms is chosen without one
 KERNEL_INITIALIZERS = (
@@ -117,9 +117,12 @@ class ModelSpec(_Spec):
             targets before the scaler, fitted on training rows only (Box-Cox: one lambda
             per series and target, Guerrero's method), inverted on forecasts and quantiles
             (`pipelines.transform`).
-        residual: ``none`` or ``seasonal_naive``: the forecast is the last season's values
-            plus the network's correction (`forecast.models.residual`).
-        residual_season: the season of the residual head in steps; None takes the data's
+        residual: ``none``, ``seasonal_naive`` or ``exp_smoothing``: the forecast is a
+            classical base plus the network's correction (`forecast.models.residual`):
+            the last season's values, or the forecast of an additive damped-trend
+            Holt-Winters filter run over each window, whose smoothing parameters are
+            trained with the network (the ES-RNN hybrid).
+        residual_season: the season of the residual base in steps; None takes the data's
             season (`evaluation.season` or the frequency's) when the model is trained.
         head_layers: widths of the Dense (relu) layers of the direct head between the
             final state (with the flattened future covariates) and the output layer.
@@ -270,12 +273,13 @@ def _check_residual(spec: ModelSpec) -> None:
         raise ConfigError(f"`residual_season` must be >= 1. Received: residual_season={season}")
     if spec.residual == "none" and season is not None:
         raise ConfigError(
-            "`residual_season` applies only with residual='seasonal_naive'; leave it unset "
-            f"otherwise. Received: residual_season={season}, residual='none'"
+            "`residual_season` applies only with a residual base (seasonal_naive or "
+            "exp_smoothing); leave it unset otherwise. "
+            f"Received: residual_season={season}, residual='none'"
         )
     if spec.residual != "none" and spec.head != "direct":
         raise ConfigError(
-            "`residual: seasonal_naive` corrects the direct head's forecasts; use "
+            f"`residual: {spec.residual}` corrects the direct head's forecasts; use "
             f"head='direct'. Received: residual={spec.residual!r}, head={spec.head!r}"
         )
     if spec.head_layers and spec.head != "direct":

@@ -18,7 +18,7 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "target_centre": ("none", "last", "mean"),
     "target_scaling": ("none", "window_rms"),
     "target_transform": ("none", "log", "boxcox"),
-    "residual": ("none", "seasonal_naive"),
+    "residual": ("none", "seasonal_naive", "exp_smoothing"),
     "deseasonalize": ("none", "mstl"),
     "loss": ("mae", "mse"),
 }

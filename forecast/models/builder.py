@@ -19,7 +19,7 @@ from forecast.config.model import ModelSpec
 from forecast.models.heads import TEACHER_INPUT, NonCrossingQuantiles, Seq2SeqDecoder
 from forecast.models.masking import check_mask
 from forecast.models.recurrent import STATE_COUNT, make_recurrent_layer, regularizer
-from forecast.models.residual import SeasonalNaiveBase
+from forecast.models.residual import ExpSmoothingBase, SeasonalNaiveBase
 from forecast.models.scaling import (
     AddTargets,
     DivideTargets,
@@ -54,8 +54,8 @@ def _check_sizes(spec: ModelSpec, sizes: dict[str, Any], batch_size: int | None)
     season = spec.residual_season or 1
     if spec.residual != "none" and sizes["lookback"] is not None and season > sizes["lookback"]:
         raise ConfigError(
-            "The residual head repeats the last season of the history, so `residual_season` "
-            f"must be <= lookback. Received: residual_season={season}, "
+            f"The residual base ({spec.residual}) starts from a season of the history, so "
+            f"`residual_season` must be <= lookback. Received: residual_season={season}, "
             f"lookback={sizes['lookback']}"
         )
     if spec.head == "seq2seq" and sizes["n_targets"] > sizes["n_features"]:
@@ -141,21 +141,21 @@ def _direct_outputs(
 ) -> tuple:
     """Forecast (B, H, T) and quantiles (B, H, T, Q), or None for a point model.
 
-    `base` (B, H, T), the residual head's seasonal naive, is added to the forecast and to
-    every quantile (a shift keeps them from crossing).
+    `base` (B, H, T), the residual head's classical forecast, is added to the forecast and
+    to every quantile (a shift keeps them from crossing).
     """
     horizon, n_targets = sizes["horizon"], sizes["n_targets"]
     raw = _direct_head(spec, h, future, sizes)  # (B, H, T*Q)
     if not spec.quantiles:
         forecast = layers.Reshape((horizon, n_targets), name="forecast")(raw)  # (B, H, T)
         if base is not None:
-            forecast = layers.Add(name="with_seasonal_naive")([forecast, base])
+            forecast = layers.Add(name="with_base")([forecast, base])
         return forecast, None
     raw = layers.Reshape((horizon, n_targets, len(spec.quantiles)), name="scores")(raw)
     quantiles = NonCrossingQuantiles(spec.quantiles, dtype="float32", name="quantiles")
     quantiles = quantiles(raw)  # (B, H, T, Q)
     if base is not None:
-        quantiles = AddTargets(name="with_seasonal_naive")(quantiles, base, per_step=True)
+        quantiles = AddTargets(name="with_base")(quantiles, base, per_step=True)
     return quantiles[..., spec.quantiles.index(0.5)], quantiles
 
 
@@ -200,9 +200,10 @@ def build_network(
     h, states = _encoder(spec, past, mask, stateful=stateful)
     if spec.head == "direct":
         base = None
-        if spec.residual == "seasonal_naive":
+        if spec.residual != "none":
             season = spec.residual_season or 1  # set from the data's season by the trainer
-            base = SeasonalNaiveBase(season, horizon, n_targets, name="seasonal_naive")
+            kind = SeasonalNaiveBase if spec.residual == "seasonal_naive" else ExpSmoothingBase
+            base = kind(season, horizon, n_targets, name=spec.residual)
             base = base(past, past_mask=mask)  # (B, H, T), normalized units
         forecast, quantiles = _direct_outputs(spec, h, future, sizes, base)
     else:

@@ -58,9 +58,10 @@ def check_compatible(config: ForecastConfig, prepared: Prepared) -> None:
     if season is not None and season > config.window.min_history:
         which = "min_lookback" if config.window.dynamic else "lookback"
         raise ConfigError(
-            f"`model.residual: seasonal_naive` repeats the last season ({season} steps) of "
-            f"every history, so `window.{which}` ({config.window.min_history}) must be at "
-            "least one season: raise it or set `model.residual_season`."
+            f"`model.residual: {config.model.residual}` starts from the first or last "
+            f"season ({season} steps) of every history, so `window.{which}` "
+            f"({config.window.min_history}) must be at least one season: raise it or set "
+            "`model.residual_season`."
         )
 
 

@@ -110,10 +110,17 @@ def test_ablations_switch_off_each_option_the_config_uses_and_then_all():
         },
     }
     variants = ablations(config)
-    assert list(variants) == ["no target_centre", "no residual", "no head_layers", "all off"]
+    assert list(variants) == [
+        "no target_centre",
+        "no residual",
+        "other base",
+        "no head_layers",
+        "all off",
+    ]
     assert variants["no residual"]["model"] | {"residual": "seasonal_naive"} == config["model"] | {
         "residual_season": None
     }
+    assert variants["other base"]["model"] == config["model"] | {"residual": "exp_smoothing"}
     off = variants["all off"]["model"]
     assert (off["target_centre"], off["residual"], off["head_layers"]) == ("none", "none", [])
     assert off["cell"] == "gru" and variants["all off"]["window"] == config["window"]

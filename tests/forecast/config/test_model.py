@@ -174,8 +174,14 @@ def test_specs_are_frozen():
             {"target_transform": "sqrt"},
             "`target_transform` must be one of ['none', 'log', 'boxcox']",
         ),
-        ({"residual": "ets"}, "`residual` must be one of ['none', 'seasonal_naive']"),
-        ({"residual_season": 12}, "`residual_season` applies only with residual='seasonal_naive'"),
+        (
+            {"residual": "ets"},
+            "`residual` must be one of ['none', 'seasonal_naive', 'exp_smoothing']",
+        ),
+        (
+            {"residual_season": 12},
+            "`residual_season` applies only with a residual base (seasonal_naive or exp",
+        ),
         (
             {"residual": "seasonal_naive", "residual_season": 0},
             "`residual_season` must be >= 1. Received: residual_season=0",

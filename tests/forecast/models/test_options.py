@@ -1,5 +1,6 @@
-"""The §2 model options: centring (RevIN-style), residual seasonal-naive head, head depth,
-K-seed ensembles: each one's defining property on real Keras computations."""
+"""The §2 model options: centring (RevIN-style), residual heads (seasonal naive and the
+Holt-Winters filter), head depth, K-seed ensembles: each one's defining property on real
+Keras computations."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecast.models.ensemble import EnsembleModel
-from forecast.models.residual import SeasonalNaiveBase
+from forecast.models.residual import ExpSmoothingBase, SeasonalNaiveBase
 from forecast.models.scaling import WindowCentre
 from tests.forecast.models.util import as_numpy, make_inputs, max_abs_diff, tiny_model
 
@@ -29,6 +30,13 @@ VARIANTS = {
         "residual": "seasonal_naive",
         "residual_season": 2,
         "head_layers": (4, 4),
+    },
+    "last-rms-holt-winters": {
+        "target_centre": "last",
+        "target_scaling": "window_rms",
+        "residual": "exp_smoothing",
+        "residual_season": 2,
+        "quantiles": QUANTILES,
     },
 }
 
@@ -107,6 +115,98 @@ def test_residual_head_with_a_zero_correction_is_exactly_seasonal_naive():
     np.testing.assert_allclose(got["forecast"][..., 0], want, rtol=1e-5, atol=1e-5)
     spread = got["quantiles"][..., 0, 2] - got["quantiles"][..., 0, 0]
     assert (spread > 0).all()  # the quantiles still fan out around seasonal naive
+
+
+def _holt_winters(y: np.ndarray, season: int, horizon: int, par: dict) -> np.ndarray:
+    """ETS(A,Ad,A) by the textbook recursion, one float64 series: the layer's reference."""
+    a, b, g, phi = (float(par[k]) for k in ("alpha", "beta", "gamma", "phi"))
+    level = y[:season].mean()
+    trend = (y[season : 2 * season].mean() - level) / season if len(y) >= 2 * season else 0.0
+    seasonal = list(y[:season] - level) if season > 1 else [0.0]
+    for t in range(season, len(y)):
+        j = t % season if season > 1 else 0
+        err = y[t] - (level + phi * trend + seasonal[j])
+        level, trend = level + phi * trend + a * err, phi * trend + b * err
+        if season > 1:
+            seasonal[j] += g * err
+    out = []
+    for k in range(1, horizon + 1):
+        damped = sum(phi**i for i in range(1, k + 1))
+        out.append(level + damped * trend + seasonal[(len(y) - 1 + k) % season])
+    return np.array(out)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    season=st.integers(1, 5),
+    extra=st.integers(0, 9),
+    horizon=st.integers(1, 8),
+    pad=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_holt_winters_base_is_the_ets_recursion_over_the_valid_steps(
+    season, extra, horizon, pad, seed
+):
+    """Left-padded row 0, right-padded row 1, pads full of garbage: both forecast what the
+    recursion does on the valid steps alone, with the layer's (random) smoothing."""
+    rng = np.random.default_rng(seed)
+    n = season + extra
+    y = rng.normal(size=(2, n)).astype("float32")
+    past = np.full((2, n + pad, 1), 1e3, "float32")
+    mask = np.zeros((2, n + pad), bool)
+    past[0, pad:, 0], mask[0, pad:] = y[0], True
+    past[1, :n, 0], mask[1, :n] = y[1], True
+    layer = ExpSmoothingBase(season, horizon, 1)
+    layer.build(past.shape)
+    layer.logits.assign(rng.normal(size=(4, 1)).astype("float32"))
+    got = np.asarray(layer(past, past_mask=mask))[..., 0]
+    par = {k: np.asarray(v)[0] for k, v in layer.smoothing().items()}
+    assert 0 < par["beta"] < par["alpha"] < 1 and 0 < par["gamma"] < 1 - par["alpha"]
+    assert 0.8 < par["phi"] < 1
+    for row in range(2):
+        want = _holt_winters(y[row].astype(np.float64), season, horizon, par)
+        np.testing.assert_allclose(got[row], want, rtol=1e-4, atol=1e-4)
+
+
+def test_holt_winters_over_exactly_one_season_is_seasonal_naive():
+    y = np.random.default_rng(7).normal(size=(3, 4, 1)).astype("float32")
+    hw = np.asarray(ExpSmoothingBase(4, 9, 1)(y))
+    naive = np.asarray(SeasonalNaiveBase(4, 9, 1)(y))
+    np.testing.assert_allclose(hw, naive, atol=1e-6)
+
+
+def test_holt_winters_head_with_a_zero_correction_forecasts_holt_winters_in_data_units():
+    """The filter runs on the centred and scaled window; undone on the way out it is the
+    filter on the window as given (it is linear), whatever the window's level and scale."""
+    model = _model("last-rms-holt-winters")
+    out = model.network.get_layer("direct")
+    saved = out.get_weights()
+    out.set_weights([np.zeros_like(w) for w in saved])
+    try:
+        x = make_inputs(model, seed=6)
+        x["past"][..., 0] = 40.0 + 8.0 * x["past"][..., 0]
+        got = as_numpy(model.predict_on_batch(x))
+    finally:
+        out.set_weights(saved)
+    layer = model.network.get_layer("exp_smoothing")
+    par = {k: np.asarray(v)[0] for k, v in layer.smoothing().items()}
+    for row in range(len(x["past"])):
+        want = _holt_winters(x["past"][row, :, 0].astype(np.float64), 2, 3, par)
+        np.testing.assert_allclose(got["forecast"][row, :, 0], want, rtol=1e-4, atol=1e-3)
+
+
+def test_holt_winters_smoothing_is_trained_and_round_trips(tmp_path):
+    model = tiny_model(residual="exp_smoothing", residual_season=2, seed=3)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mae")
+    x = make_inputs(model, batch=16, seed=8)
+    y = np.random.default_rng(9).normal(size=(16, 3, 1)).astype("float32")
+    before = model.network.get_layer("exp_smoothing").get_weights()[0].copy()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    after = model.network.get_layer("exp_smoothing").get_weights()[0]
+    assert np.abs(after - before).min() > 0  # every smoothing parameter moved
+    model.save(tmp_path / "hw.keras")
+    back = keras.saving.load_model(tmp_path / "hw.keras", compile=False)
+    assert max_abs_diff(back.predict_on_batch(x), model.predict_on_batch(x)) < 1e-6
 
 
 def test_head_layers_are_dense_relu_layers_of_the_given_widths():
