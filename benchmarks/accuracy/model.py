@@ -100,6 +100,9 @@ def tuned(config: dict[str, Any], *, trials: int, timeout: float | None, folder:
         ) from None
     from forecast.config import ForecastConfig
 
+    # Each search logs to its own store in `folder`: two suite processes sharing the working
+    # directory's mlflow.db race in MLflow's table creation (PITFALLS.md).
+    config = _merge(config, {"tracking": {"tracking_uri": f"sqlite:///{folder}/mlflow.db"}})
     result = tune_job(
         ForecastConfig.from_dict(config),
         output=folder / "tuned.yaml",
@@ -109,6 +112,7 @@ def tuned(config: dict[str, Any], *, trials: int, timeout: float | None, folder:
     )
     chosen = result.config.to_dict()
     chosen["data"] = config["data"]  # the suite's rows, whatever the tuner wrote
+    chosen["tracking"]["tracking_uri"] = None  # the temporary store is gone after the run
     return chosen
 
 
