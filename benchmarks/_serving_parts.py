@@ -24,11 +24,12 @@ SERVING_ENV = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
 # What each cold process runs; both print their clock at each phase as JSON.
 _OURS = """
 import json, sys, time
-import forecast, mlflow, pandas as pd
+import forecast, mlflow
+from forecast.serving.artifacts import read_parquet
 imported = time.time()
 model = mlflow.pyfunc.load_model(sys.argv[2])
 loaded = time.time()
-model.predict(pd.read_parquet(sys.argv[1]))
+model.predict(read_parquet(sys.argv[1]))
 print(json.dumps({"imported": imported, "loaded": loaded, "answered": time.time()}))
 """
 _FLOOR = """

@@ -36,7 +36,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 import forecast
 import pipelines
-from forecast.serving.artifacts import ModelLoadError
+from forecast.serving.artifacts import ModelLoadError, read_parquet
 from forecast.serving.coerce import RequestLayout, coerce_request
 from forecast.serving.forecaster import (
     SERIES_COL,
@@ -87,7 +87,7 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             raise exc.for_model(_model_uri(folder), f"artifacts/{FORECASTER_ARTIFACT}") from None
         warmup = Path(context.artifacts[WARMUP_ARTIFACT])
         try:
-            request = pd.read_parquet(warmup)
+            request = read_parquet(warmup)
         except Exception as exc:  # pyarrow reports a truncated file in many ways
             raise ModelLoadError(
                 _model_uri(folder), f"artifacts/{warmup.name}", f"cannot be read ({exc})"
