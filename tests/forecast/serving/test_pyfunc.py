@@ -317,8 +317,11 @@ def test_each_series_of_a_request_is_forecast_as_if_alone(served, lengths, end, 
     for series in lengths:
         alone = served["stocks"].predict(request[request["series"] == series])
         # Padded and masked beside longer series, or alone: the same numbers (prices ~1e3).
+        # A lone window runs as one XLA computation, a batch as the plain trace: float32 sums
+        # in another order differ by a few ulps (1.2e-6 relative seen); a padding or masking
+        # error is orders of magnitude larger.
         np.testing.assert_allclose(
-            together.loc[series, "forecast"].to_numpy(), alone["forecast"].to_numpy(), rtol=1e-6
+            together.loc[series, "forecast"].to_numpy(), alone["forecast"].to_numpy(), rtol=1e-5
         )
 
 
