@@ -235,8 +235,13 @@ def _lookbacks(cut: PreTest, frame: pd.DataFrame, schema: Any) -> list[int]:
     """Lookbacks of `LOOKBACK_SEASONS` that leave every fold a training window."""
     unit = cut.season if cut.season > 1 else cut.config.window.horizon
     out = []
+    naive = "seasonal_naive" in cut.config.evaluation.baselines
     for n in LOOKBACK_SEASONS:
-        try:  # e.g. one season is refused when the config scores seasonal naive
+        if naive and n * unit <= cut.season:
+            # The seasonal-naive baseline needs lookback > season; a season from the data's
+            # frequency is only checked when a fold is prepared, which would end the search.
+            continue
+        try:  # e.g. an explicit `evaluation.season` is checked when the config loads
             config = replace(cut.config, window=replace(cut.config.window, lookback=n * unit))
             splits = fold_splits(frame, schema, config)
         except ConfigError:
