@@ -207,6 +207,21 @@ def prepare(config: ForecastConfig, source: Source | None = None) -> Prepared:
     return prepare_split(config, source, frame, schema, freq, split)
 
 
+def check_lookback_season(config: ForecastConfig, season: int, freq: str) -> None:
+    """The seasonal-naive baseline reads a season of each window, so lookback > season.
+
+    An explicit `evaluation.season` is checked when the config loads; a season from the
+    frequency is checked here, before any fitting, and by `forecast tune` before it offers
+    a lookback."""
+    lookback = config.window.lookback
+    if season >= lookback and "seasonal_naive" in config.evaluation.baselines:
+        raise ConfigError(
+            f"The season of frequency {freq!r} ({season} steps) must be shorter than "
+            f"`window.lookback` ({lookback}) for the seasonal-naive baseline: set "
+            f"`window.lookback` above {season} or a shorter `evaluation.season`."
+        )
+
+
 def prepare_split(
     config: ForecastConfig,
     source: Source,
@@ -246,13 +261,7 @@ def prepare_split(
             f"({shortest} steps): seasonal naive and MASE need at least one full season "
             "of training history. Set `evaluation.season` or use more data."
         )
-    if season >= spec.lookback and "seasonal_naive" in config.evaluation.baselines:
-        # An explicit `evaluation.season` was checked at load; this one comes from the data.
-        raise ConfigError(
-            f"The season of frequency {freq!r} ({season} steps) must be shorter than "
-            f"`window.lookback` ({spec.lookback}) for the seasonal-naive baseline: set "
-            f"`window.lookback` above {season} or a shorter `evaluation.season`."
-        )
+    check_lookback_season(config, season, freq)
     windows = {}
     for part in PARTS:
         if part == "train":

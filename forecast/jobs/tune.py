@@ -52,7 +52,7 @@ import yaml
 from forecast.config import CalibrationConfig, ForecastConfig, TuningConfig
 from forecast.config.tuning import SPACE as SPACE  # re-exported: the documented space
 from forecast.config.tuning import narrowed
-from forecast.data import Source, featurize, load_source, prepare_split
+from forecast.data import Source, check_lookback_season, featurize, load_source, prepare_split
 from forecast.evaluation.baselines import season_from_freq
 from forecast.evaluation.scoring import score_part
 from forecast.jobs.backtest import fold_splits
@@ -235,14 +235,12 @@ def _lookbacks(cut: PreTest, frame: pd.DataFrame, schema: Any) -> list[int]:
     """Lookbacks of `LOOKBACK_SEASONS` that leave every fold a training window."""
     unit = cut.season if cut.season > 1 else cut.config.window.horizon
     out = []
-    naive = "seasonal_naive" in cut.config.evaluation.baselines
     for n in LOOKBACK_SEASONS:
-        if naive and n * unit <= cut.season:
-            # The seasonal-naive baseline needs lookback > season; a season from the data's
-            # frequency is only checked when a fold is prepared, which would end the search.
-            continue
-        try:  # e.g. an explicit `evaluation.season` is checked when the config loads
+        try:  # e.g. one season is refused when the config scores seasonal naive
             config = replace(cut.config, window=replace(cut.config.window, lookback=n * unit))
+            # A season from the frequency is otherwise checked only when a fold is
+            # prepared, where the error would end the search.
+            check_lookback_season(config, cut.season, freq="the data")
             splits = fold_splits(frame, schema, config)
         except ConfigError:
             continue
