@@ -25,7 +25,7 @@ SERVING_ENV = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
 _OURS = """
 import json, sys, time
 import forecast, mlflow
-from forecast.serving.artifacts import read_parquet
+from pipelines.sources import read_parquet
 imported = time.time()
 model = mlflow.pyfunc.load_model(sys.argv[2])
 loaded = time.time()

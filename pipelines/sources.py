@@ -144,6 +144,24 @@ def write_frame(
     return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """`pd.read_parquet` of a local file, read by pyarrow's own file system.
+
+    Given a path alone, pandas opens the file in Python and hands pyarrow the file object,
+    whose reads come back as Python buffers. pyarrow's I/O thread may drop the last of them a
+    moment after the read returned; if the interpreter is exiting by then, the thread's
+    `PyGILState_Ensure` ends it inside a C++ destructor and the process aborts ("terminate
+    called without an active exception", SIGABRT after its work is done: 3 of 120 fresh
+    processes that read a request and predicted once, apache/arrow#34314; see
+    benchmarks/RESULTS.md, "Serving (issue 16)", session 4). pyarrow reading the path
+    itself holds no Python objects, so nothing needs the interpreter at exit. The frame is
+    the same.
+    """
+    from pyarrow import fs
+
+    return pd.read_parquet(str(path), filesystem=fs.LocalFileSystem())
+
+
 def _read_file(path: Path, format: str | None) -> pd.DataFrame:
     if format is None:
         format = file_format(path, hint="Rename the file or pass format='csv' or 'parquet'.")
@@ -157,7 +175,7 @@ def _read_file(path: Path, format: str | None) -> pd.DataFrame:
     try:
         if format == "csv":
             return pd.read_csv(path)
-        return pd.read_parquet(path)
+        return read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataValidationError(
             f"File {str(path)!r} is empty; expected a CSV header row."

@@ -15,8 +15,6 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from pipelines.errors import ForecastError
 
 
@@ -75,21 +73,3 @@ def check_keras_file(path: Path, *, model: str, artifact: str) -> None:
     missing = {"config.json", "model.weights.h5"} - names
     if missing:
         raise ModelLoadError(model, artifact, f"is incomplete: it lacks {sorted(missing)}")
-
-
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    """`pd.read_parquet` of a local file, read by pyarrow's own file system.
-
-    Given a path alone, pandas opens the file in Python and hands pyarrow the file object,
-    whose reads come back as Python buffers. pyarrow's I/O thread may drop the last of them a
-    moment after the read returned; if the interpreter is exiting by then, the thread's
-    `PyGILState_Ensure` ends it inside a C++ destructor and the process aborts ("terminate
-    called without an active exception", SIGABRT after its work is done: 3 of 120 fresh
-    processes that read a request and predicted once, apache/arrow#34314; see
-    benchmarks/RESULTS.md, "Serving (issue 16)", session 4). pyarrow reading the path
-    itself holds no Python objects, so nothing needs the interpreter at exit. The frame is
-    the same.
-    """
-    from pyarrow import fs
-
-    return pd.read_parquet(str(path), filesystem=fs.LocalFileSystem())

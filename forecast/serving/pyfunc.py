@@ -36,7 +36,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 import forecast
 import pipelines
-from forecast.serving.artifacts import ModelLoadError, read_parquet
+from forecast.serving.artifacts import ModelLoadError
 from forecast.serving.coerce import RequestLayout, coerce_request
 from forecast.serving.forecaster import (
     SERIES_COL,
@@ -47,6 +47,7 @@ from forecast.serving.forecaster import (
 )
 from forecast.serving.http import served_rows
 from pipelines.errors import ConfigError, DiskFullError, ForecastError, is_disk_full
+from pipelines.sources import read_parquet
 
 _log = logging.getLogger(__name__)
 FORECASTER_ARTIFACT = "forecaster"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.errors import ConfigError, DataValidationError
 from pipelines.schema import SeriesSchema
-from pipelines.sources import long_to_wide, read_frame, wide_to_long
+from pipelines.sources import long_to_wide, read_frame, read_parquet, wide_to_long
 
 SCHEMA = SeriesSchema(time_col="ds", id_col="id", targets="y")
 
@@ -201,3 +202,37 @@ def test_bad_source_raises_a_message_naming_the_problem(tmp_path, case, call, er
     with pytest.raises(error) as info:
         call(tmp_path)
     assert text in str(info.value)
+
+
+def _parquet_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2020-01-01", periods=4, freq="D"),
+            "series": ["a", "a", "b", None],
+            "value": [1.5, np.nan, 3.0, 4.0],
+        }
+    )
+
+
+def test_read_parquet_gives_the_frame_pandas_reads(tmp_path):
+    path = tmp_path / "request.parquet"
+    _parquet_frame().to_parquet(path, index=False)
+    pd.testing.assert_frame_equal(read_parquet(path), pd.read_parquet(path))
+
+
+def test_read_parquet_hands_pyarrow_the_path_not_a_python_file(tmp_path, monkeypatch):
+    # A Python file object leaves Python buffers to pyarrow's I/O thread, which aborts the
+    # process when it frees the last one while the interpreter exits (SIGABRT, 3 of 400
+    # fresh processes that read and exited; 0 of 400 reading the path).
+    path = tmp_path / "request.parquet"
+    _parquet_frame().to_parquet(path, index=False)
+    sources = []
+    original = pyarrow.parquet.read_table
+
+    def spy(source, *args, **kwargs):
+        sources.append(source)
+        return original(source, *args, **kwargs)
+
+    monkeypatch.setattr(pyarrow.parquet, "read_table", spy)
+    read_parquet(path)
+    assert sources == [str(path)]

@@ -177,11 +177,14 @@ def test_pre_test_cut_ends_just_before_the_test_part(tmp_path):
     assert search_space(replace(cut, regular=False))["deseasonalize"] == ("none",)
 
 
-def test_lookbacks_the_config_refuses_are_not_offered(tmp_path):
+@pytest.mark.parametrize("season_from", ["config", "frequency"])
+def test_lookbacks_the_config_refuses_are_not_offered(tmp_path, season_from):
     from forecast.data import featurize
     from forecast.jobs.tune import _lookbacks, starting_points
 
     raw = _config(_csv(tmp_path / "d.csv"))
+    if season_from == "frequency":  # business days: a season of 5, checked per fold only
+        del raw["evaluation"]["season"]
     plain = pre_test(ForecastConfig.from_dict(raw))
     raw["evaluation"]["baselines"] = ["naive", "seasonal_naive"]  # needs lookback > season
     strict = pre_test(ForecastConfig.from_dict(raw))
