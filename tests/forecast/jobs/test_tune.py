@@ -183,7 +183,7 @@ def test_lookbacks_the_config_refuses_are_not_offered(tmp_path, season_from):
     from forecast.jobs.tune import _lookbacks, starting_points
 
     raw = _config(_csv(tmp_path / "d.csv"))
-    if season_from == "frequency":  # business days: a season of 5, checked per fold only
+    if season_from == "frequency":  # business days: a season of 5, not checked at load
         del raw["evaluation"]["season"]
     plain = pre_test(ForecastConfig.from_dict(raw))
     raw["evaluation"]["baselines"] = ["naive", "seasonal_naive"]  # needs lookback > season
