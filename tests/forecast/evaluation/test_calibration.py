@@ -209,7 +209,11 @@ def test_evaluation_equals_the_served_forecaster_on_the_same_history(trained, tm
     scored = model_forecasts(fitted.model, prepared, "test", calibration=K)
     plain = model_forecasts(fitted.model, prepared, "test")
     assert not np.allclose(scored.quantiles, plain.quantiles)  # recalibration did something
-    np.testing.assert_array_equal(scored.point, plain.point)
+    # Recalibration leaves the point forecasts alone. The calibrated path predicts every
+    # window of the frame, so the test windows sit in other batches; on some CPUs (AMD
+    # EPYC, oneDNN's AVX2 kernels) a batch's matmul blocking reorders float32 sums, by
+    # 1.4e-7 relative seen. A changed point forecast is orders of magnitude larger.
+    np.testing.assert_allclose(scored.point, plain.point, rtol=1e-6, atol=0)
     forecaster = Forecaster.load(fitted.forecaster.save(tmp_path / "model"))
     assert forecaster.state.calibration_windows == K
     windows = prepared.windows["test"]

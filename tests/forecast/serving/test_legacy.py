@@ -55,7 +55,10 @@ def test_an_old_pickled_model_loads_with_todays_code_and_answers_the_same(legacy
     assert got[["series", "step", "target"]].equals(want[["series", "step", "target"]])
     assert (pd.to_datetime(got["timestamp"]) == pd.to_datetime(want["timestamp"])).all()
     values = ["forecast", "p10", "p50", "p90"]
-    np.testing.assert_allclose(got[values], want[values], rtol=0, atol=1e-6)
+    # The fixture's forecasts were computed on another machine: float32 sums may run in
+    # another order here (1.1e-9 relative seen on AMD EPYC, 5.8e-6 on a level of 5288),
+    # so the comparison is relative; a wrong state or window is off by far more.
+    np.testing.assert_allclose(got[values], want[values], rtol=1e-7, atol=0)
 
 
 def test_an_old_model_takes_a_csv_as_pandas_reads_it_in_batch_predict(legacy_model):
