@@ -28,7 +28,9 @@ different end; 6,400 rows). Every measured figure and its reference run interlea
   coercion, validation and features, and the network, writing the JSON answer); HTTP is the
   served p50 minus their sum.
 - ``coldstart``: a fresh process that imports the package, loads models:/bench@champion from
-  the local store and answers one one-series request, against a fresh process that imports
+  the local store with the package's loader (`forecast.load_model`, which the CLI, Spark and
+  the demo use) and answers one one-series request; the same process through
+  `mlflow.pyfunc.load_model` beside it; against a fresh process that imports
   TensorFlow (and `forecast.models`, which registers the layers) and loads the bare
   ``model.keras`` with `keras.saving.load_model` and predicts once.
 """

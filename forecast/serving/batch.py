@@ -28,11 +28,17 @@ def load_model(uri: str) -> Any:
             return Forecaster.load(path)
         except ModelLoadError as exc:
             raise exc.for_model(uri) from None
+    import mlflow.artifacts
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
+    from forecast.serving.environment import warn_mismatches
+
     try:
-        return mlflow.pyfunc.load_model(uri)
+        # Found (a local store) or downloaded first, so that the environment check runs here:
+        # MLflow's own reads every installed distribution's file list (`environment`).
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     except ModelLoadError as exc:
         raise ModelLoadError(uri, exc.artifact, exc.problem) from None
     except MlflowException as exc:
@@ -50,6 +56,8 @@ def load_model(uri: str) -> Any:
         raise ModelLoadError(
             uri, _artifact_named(str(exc)), f"cannot be read ({type(exc).__name__}: {exc})"
         ) from None
+    warn_mismatches(local, model.metadata.flavors)
+    return model
 
 
 def _artifact_named(message: str) -> str:

@@ -217,8 +217,12 @@ def create_app() -> ScoringGuard:
     """The guarded app for uvicorn's ``--factory``: MLflow's app for the model in `MODEL_ENV`."""
     from mlflow.pyfunc import scoring_server
 
+    from forecast.serving.batch import load_model
+
     path = os.environ.get(MODEL_ENV)
     if not path:
         raise RuntimeError(f"Set {MODEL_ENV} to a local MLflow model folder (forecast serve does).")
-    model = scoring_server.load_model_with_mlflow_config(path)
+    # The package's loader: MLflow's environment warnings at a fraction of their cost, in
+    # every worker's start (`forecast.serving.environment`).
+    model = load_model(path)
     return ScoringGuard(scoring_server.init(model))

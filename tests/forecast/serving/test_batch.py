@@ -116,6 +116,36 @@ def test_an_mlflow_uri_loads_the_logged_pyfunc_model(saved, served):
     assert_same(predict_frame(served, request), saved.forecaster.predict(request))
 
 
+def test_a_model_logged_with_other_versions_loads_with_mlflows_warning_from_our_check(
+    saved, tmp_path, monkeypatch, caplog
+):
+    with use_store(saved.store):
+        folder = Path(mlflow.artifacts.download_artifacts(saved.uri, dst_path=str(tmp_path)))
+    requirements = folder / "requirements.txt"
+    pins = requirements.read_text().splitlines()
+    assert any(line.startswith("numpy==") for line in pins)
+    requirements.write_text(
+        "\n".join(["numpy==0.0.1" if p.startswith("numpy==") else p for p in pins])
+    )
+
+    def slow_check(*_):  # MLflow's: reads every installed distribution's file list
+        raise AssertionError("MLflow's requirement check ran")
+
+    monkeypatch.setattr(mlflow.pyfunc, "warn_dependency_requirement_mismatches", slow_check)
+    with kept_sys_path(), caplog.at_level("WARNING", logger="forecast.serving.environment"):
+        model = load_model(str(folder))
+    assert isinstance(model, mlflow.pyfunc.PyFuncModel)
+    numpy = np.__version__
+    assert [r.getMessage() for r in caplog.records] == [
+        "Detected one or more mismatches between the model's dependencies and the current "
+        f"Python environment:\n - numpy (current: {numpy}, required: numpy==0.0.1)\nTo fix "
+        "the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the "
+        "model's environment and install dependencies using the resulting environment file."
+    ]
+    request = history(end=900)
+    assert_same(predict_frame(model, request), saved.forecaster.predict(request))
+
+
 def test_a_folder_without_pipeline_json_is_read_as_an_mlflow_model(tmp_path):
     (tmp_path / "not_a_model").mkdir()
     with pytest.raises(MlflowException, match=r'Could not find an "MLmodel" configuration file'):
