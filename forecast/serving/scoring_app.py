@@ -29,6 +29,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 MODEL_ENV = "FORECAST_SERVE_MODEL"  # the local model folder `create_app` loads
@@ -79,7 +81,9 @@ class ScoringGuard:
 
 def _too_deep(body: bytes) -> bool:
     """Whether ``json.loads`` would hit Python's recursion limit on `body`."""
-    if body.count(b"[") + body.count(b"{") < 500:  # cannot be deeper than its brackets
+    # Parsing is the only sure test, and it costs as much as MLflow's own parse (5.5 ms of a
+    # 283 KiB, 100-series body); nesting far below the limit is ruled out first, cheaply.
+    if body.count(b"[") + body.count(b"{") < _SHALLOW or nesting_depth(body) < _SHALLOW:
         return False
     try:
         json.loads(body)
@@ -88,6 +92,30 @@ def _too_deep(body: bytes) -> bool:
     except ValueError:  # MLflow reports malformed JSON itself
         return False
     return False
+
+
+_SHALLOW = 500  # json's C scanner recurses once per level; Python's limit is near 1,000
+_NOT_STRUCTURE = bytes(range(256)).translate(None, b'[]{}"')  # every byte but these five
+
+
+def nesting_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON `body`, brackets in strings not counted.
+
+    Exact for valid JSON; for invalid JSON at least the depth ``json.loads`` reaches before
+    its first error (it reads strings and escapes the same way up to there).
+    """
+    if b"\\" in body:
+        # Escapes first, left to right as JSON reads them: an escaped backslash, then an
+        # escaped quote; every quote left opens or closes a string.
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    codes = np.frombuffer(body.translate(None, _NOT_STRUCTURE), dtype=np.uint8)
+    if not codes.size:
+        return 0
+    quote = codes == ord('"')
+    outside = (np.cumsum(quote) % 2 == 0) & ~quote  # an odd count of quotes so far: in a string
+    opens = outside & ((codes == ord("[")) | (codes == ord("{")))
+    closes = outside & ((codes == ord("]")) | (codes == ord("}")))
+    return max(int(np.cumsum(opens.astype(np.int64) - closes).max()), 0)
 
 
 def csv_to_json(body: bytes) -> bytes:

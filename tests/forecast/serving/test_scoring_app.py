@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 from forecast.serving.http import forecasts_from_json, request_json
 from forecast.serving.local_server import HOST, ModelServer
 from forecast.serving.pyfunc import RequestError, log_forecaster
-from forecast.serving.scoring_app import clean_error_body, clean_message, csv_to_json
+from forecast.serving.scoring_app import (
+    _too_deep,
+    clean_error_body,
+    clean_message,
+    csv_to_json,
+    nesting_depth,
+)
 from forecast.tracking.registry import register_and_promote
 from tests.conftest import REPO_ROOT, use_store
 from tests.forecast.serving.test_pyfunc import (
@@ -263,3 +269,38 @@ def test_a_good_request_is_answered_correctly_after_the_fuzz(guarded):
     assert response.status_code == 200, response.text[:2000]
     assert_same_forecasts(forecasts_from_json(response.text), guarded.forecaster.predict(request))
     assert np.isfinite(forecasts_from_json(response.text)["forecast"]).all()
+
+
+# ----------------------------------------------------------------------------- nesting depth
+# Text that JSON escapes or that looks like structure: brackets, quotes, backslashes.
+_TRICKY = st.text(alphabet=st.sampled_from('[]{}"\\ab,:\n'), max_size=8)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | _TRICKY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY, inner, max_size=3),
+    max_leaves=25,
+)
+
+
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.booleans())
+def test_nesting_depth_counts_structure_only_never_brackets_in_strings(value, ascii_only):
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert nesting_depth(body) == _depth(value)
+
+
+def test_brackets_in_a_string_cannot_hide_a_deep_body():
+    closes = json.dumps("]" * 5_000 + '\\"]]')  # quotes and backslashes escaped inside
+    body = f"[{closes}, {'[' * 2_000}1{']' * 2_000}]".encode()
+    assert nesting_depth(body) == 2_001
+    assert _too_deep(body)
+    shallow = f"[{json.dumps('[' * 5_000)}, [[1]]]".encode()  # 5,000 brackets, depth 3
+    assert nesting_depth(shallow) == 3
+    assert not _too_deep(shallow)
