@@ -21,7 +21,7 @@ import forecast.serving.pyfunc as pyfunc_module
 from forecast.serving.http import request_json
 
 SERVING_ENV = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
-# What each cold process runs; each prints their clock at each phase as JSON.
+# What each cold process runs; each prints its clock at each phase as JSON.
 _OURS = """
 import json, sys, time
 import forecast, mlflow

@@ -79,9 +79,13 @@ class ScoringGuard:
         await self.app(scope, _replay(body), _CleanErrors(send))
 
 
+_SHALLOW = 500  # json's C scanner recurses once per level; Python's limit is near 1,000
+_NOT_STRUCTURE = bytes(range(256)).translate(None, b'[]{}"')  # every byte but these five
+
+
 def _too_deep(body: bytes) -> bool:
     """Whether ``json.loads`` would hit Python's recursion limit on `body`."""
-    # Parsing is the only sure test, and it costs as much as MLflow's own parse (5.5 ms of a
+    # Parsing is the only sure test, and it costs as much as MLflow's own parse (4.7 ms on a
     # 283 KiB, 100-series body); nesting far below the limit is ruled out first, cheaply.
     if body.count(b"[") + body.count(b"{") < _SHALLOW or nesting_depth(body) < _SHALLOW:
         return False
@@ -92,10 +96,6 @@ def _too_deep(body: bytes) -> bool:
     except ValueError:  # MLflow reports malformed JSON itself
         return False
     return False
-
-
-_SHALLOW = 500  # json's C scanner recurses once per level; Python's limit is near 1,000
-_NOT_STRUCTURE = bytes(range(256)).translate(None, b'[]{}"')  # every byte but these five
 
 
 def nesting_depth(body: bytes) -> int:

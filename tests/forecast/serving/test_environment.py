@@ -12,7 +12,20 @@ from forecast.serving.environment import python_mismatch, requirement_mismatches
 
 NUMPY = importlib.metadata.version("numpy")
 PANDAS = importlib.metadata.version("pandas")
-TENSORFLOW = importlib.metadata.version("tensorflow-cpu")
+
+
+def _version(*names: str) -> str:
+    """The version of the first of `names` that is installed."""
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise LookupError(f"none of {names} is installed")
+
+
+# The CPU wheel by default, `tensorflow` with the GPU extra.
+TENSORFLOW = _version("tensorflow-cpu", "tensorflow")
 
 # Met, unmet and unparsable lines, as a model's requirements.txt may hold them.
 LINES = {
@@ -25,7 +38,7 @@ LINES = {
     ),
     'numpy==0.0.1; python_version < "3"': None,  # a marker that excludes this Python
     f"tensorflow-cpu=={TENSORFLOW}": None,
-    # The module `tensorflow` is installed by the CPU distribution: a GPU install's name.
+    # One module, either distribution's name: the other flavour's install serves it.
     f"tensorflow=={TENSORFLOW}": None,
     "tensorflow==1.0": f"tensorflow (current: {TENSORFLOW}, required: tensorflow==1.0)",
     "-c constraints.txt": None,
