@@ -41,17 +41,17 @@ def default_config(series: Series) -> dict[str, Any]:
     }
 
 
-def tuning_folds(series: Series) -> dict[str, Any]:
-    """`forecast tune`'s folds: 3 origins one horizon apart just before the test period,
+def tuning_folds(series: Series, folds: int = 3) -> dict[str, Any]:
+    """`forecast tune`'s folds: `folds` origins one horizon apart just before the test period,
     each scored on one horizon (ten for returns). Long series train each fold on a sliding window of about
     5,000 rows (more than 100 days of half-hours, 20 years of trading days), which keeps
     a trial within a minute; the chosen config then trains on every pre-test row."""
     h = series.protocol.horizon
     span = 10 * h if series.kind == "returns" else h  # one week of returns is mostly noise
-    folds: dict[str, Any] = {"folds": 3, "test_steps": span, "step": span}
+    out: dict[str, Any] = {"folds": folds, "test_steps": span, "step": span}
     if series.frame().groupby("series").size().max() > 10_000:
-        folds |= {"window": "sliding", "min_train": 5_000}
-    return folds
+        out |= {"window": "sliding", "min_train": 5_000}
+    return out
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -125,6 +125,7 @@ def run_series(
     tune: bool = False,
     trials: int = 20,
     tune_timeout: float | None = None,
+    tune_folds: int = 3,
     ablate: bool = False,
     ablate_seeds: tuple[int, ...] = (0,),
     chosen: dict[str, Any] | None = None,
@@ -152,6 +153,7 @@ def run_series(
             config = chosen["config"] | {"data": config["data"]}
             tune_s = float(chosen.get("tune_s", 0.0))
         elif tune:
+            config["backtest"] = tuning_folds(series, tune_folds)
             start = time.perf_counter()
             config = tuned(config, trials=trials, timeout=tune_timeout, folder=Path(tmp))
             tune_s = time.perf_counter() - start

@@ -126,3 +126,21 @@ def test_ablations_switch_off_each_option_the_config_uses_and_then_all():
     assert off["cell"] == "gru" and variants["all off"]["window"] == config["window"]
     assert config["model"]["target_centre"] == "last"  # the tuned config is left as it was
     assert ablations({"model": {"cell": "lstm"}}) == {}
+
+
+@pytest.mark.slow
+def test_a_series_whose_tuning_folds_do_not_fit_is_reported_in_the_table(tmp_path):
+    # visnights has 76 quarters: 12 tuning folds of 8 quarters before its 5 test origins
+    # leave no lookback a training window. tune refuses before any trial; the suite says
+    # so in its table, keeps the classical scores and exits normally.
+    out, raw = tmp_path / "table.md", tmp_path / "scores.json"
+    args = ["--quick", "--series", "visnights", "--tune", "--trials", "1", "--tune-folds", "12"]
+    assert main([*args, "--markdown", str(out), "--json", str(raw)]) == 0
+    scores = json.loads(raw.read_text())
+    assert scores["visnights"]["model"]["refused"].startswith(
+        "No lookback of [1, 2, 3, 4] seasons (4 steps) leaves the backtest folds a training window"
+    )
+    assert np.isfinite(scores["visnights"]["classical"]["auto_ets"]["metrics"]["mase"])
+    table = out.read_text()
+    assert "| visnights | QS | 8 | 5 |" in table and "| not run |" in table
+    assert "- visnights, model: not run: No lookback of [1, 2, 3, 4] seasons" in table
