@@ -16,7 +16,7 @@ from forecast.evaluation.classical import CLASSICAL  # noqa: E402
 from pipelines.errors import ConfigError  # noqa: E402
 from pipelines.sources import atomic_write  # noqa: E402
 
-from . import classical, model  # noqa: E402
+from . import classical, combination, model  # noqa: E402
 from .model import OPTIONS_OFF  # noqa: E402
 from .series import QUICK, SUITE  # noqa: E402
 
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             except ConfigError as exc:  # said before any training; the other series still run
                 print(f"{name}: model not run: {exc}", flush=True)
                 entry["model"] = {"refused": str(exc)}
+            if mixed := combination.combinations(s, entry):
+                entry["combination"] = mixed
         results[name] = entry
         print(f"{name}: done at {time.perf_counter() - start:.0f} s", flush=True)
         _write(args, results, command.strip())  # a run stopped midway keeps what it scored
@@ -220,6 +222,8 @@ def _write(args: argparse.Namespace, results: dict[str, dict], command: str) -> 
     table = markdown(results, command)
     if any("ablations" in (r.get("model") or {}) for r in results.values()):
         table += "\n\n" + ablation_markdown(results)
+    if any("combination" in r for r in results.values()):
+        table += "\n\n" + combination.markdown(results)
     if args.markdown:
         atomic_write(args.markdown, lambda tmp: tmp.write_text(table + "\n"))
     if args.json:

@@ -41,6 +41,7 @@ def run_series(series: Series, *, timeout: float | None) -> dict[str, dict]:
             point = np.concatenate(run.mean)[..., None]
             q = np.concatenate(run.quantiles)[:, :, None, :] if run.quantiles else None
             entry["metrics"] = score(series, values, point, q)
+            entry["point"] = point.tolist()  # for `combination`: (S * O, H, 1)
             entry["fitted"] = sorted(set(run.fitted))
         out[name] = entry
     return out

@@ -176,8 +176,10 @@ def run_series(
         runs = [trained(config, seed) for seed in seeds]
         out = {"seeds": list(seeds), **_spread([m for m, _, _ in runs])}
         out |= {"tune_s": tune_s, "train_s": float(np.mean([t for _, t, _ in runs]))}
+        median = seed_median([f for _, _, f in runs])
         if len(seeds) > 1:
-            out["ensemble"] = score(series, values, *seed_median([f for _, _, f in runs]))
+            out["ensemble"] = score(series, values, *median)
+        out["median_point"] = median[0].tolist()  # for `combination`: (S * O, H, 1)
         out["config"] = config
         if ablate:
             out["ablations"] = {

@@ -56,7 +56,8 @@ def test_quick_run_scores_model_and_every_classical_baseline(tmp_path):
     args = ["--quick", "--series", *names, "--seeds", "0,1", "--markdown", str(out)]
     assert main([*args, "--json", str(raw)]) == 0
     table = out.read_text().splitlines()
-    rows = [line for line in table if line.startswith("| ") and not line.startswith("| series")]
+    main_table = table[: table.index("", 2)]  # the combination table follows
+    rows = [line for line in main_table if line.startswith("| ") and "| series |" not in line]
     assert [r.split(" | ")[0].strip("| ") for r in rows] == names
     scores = json.loads(raw.read_text())
     for name in names:
@@ -71,6 +72,12 @@ def test_quick_run_scores_model_and_every_classical_baseline(tmp_path):
         assert np.isfinite(entry["model"]["ensemble"]["mase"])
         assert len(entry["model"]["per_seed"]) == 2
     assert "| seed median | median vs best |" in table[2]
+    # The network half-and-half with the mean of the classical models, scored alike.
+    mixed = scores["ausbeer"]["combination"]
+    assert mixed["members"] == ["auto_ets", "auto_theta", "mstl", "auto_arima"]
+    assert np.isfinite(mixed["model_and_classical"]["mase"])
+    head = next(i for i, line in enumerate(table) if line.startswith("| series | best classical"))
+    assert table[head + 2].startswith("| ausbeer | ")
     # A rerun reuses the chosen configs and the classical fits of the first run's JSON.
     again = tmp_path / "again.json"
     rerun = ["--quick", "--series", "ausbeer", "--configs-from", str(raw)]
@@ -144,3 +151,36 @@ def test_a_series_whose_tuning_folds_do_not_fit_is_reported_in_the_table(tmp_pat
     table = out.read_text()
     assert "| visnights | QS | 8 | 5 |" in table and "| not run |" in table
     assert "- visnights, model: not run: No lookback of [1, 2, 3, 4] seasons" in table
+
+
+def test_the_combinations_average_the_forecasts_the_suite_scored():
+    from benchmarks.accuracy.combination import combinations, markdown
+    from benchmarks.accuracy.scoring import panel, score
+
+    s = SUITE["a10"]
+    _, values = panel(s)
+    y = truth(s, values)
+    rng = np.random.default_rng(0)
+    point = {k: y * rng.uniform(0.8, 1.2, size=y.shape) for k in ("auto_ets", "auto_arima")}
+    classical = {k: {"point": p.tolist(), "metrics": score(s, values, p)} for k, p in point.items()}
+    classical["mstl"] = {"note": "did not finish within the time budget of 1 s"}  # no forecasts
+    network = y + rng.normal(scale=y.std() / 5, size=y.shape)
+    entry = {"classical": classical, "model": {"median_point": network.tolist()}}
+    c = combinations(s, entry)
+    assert c["members"] == ["auto_ets", "auto_arima"]  # MSTL did not finish: not averaged
+    mean = (point["auto_ets"] + point["auto_arima"]) / 2
+    assert c["classical_mean"] == score(s, values, mean)
+    assert c["model_and_classical"] == score(s, values, (network + mean) / 2)
+    # Absolute error is convex: the mean forecast's MASE is at most the members' mean MASE.
+    mase = [classical[k]["metrics"]["mase"] for k in c["members"]]
+    assert c["classical_mean"]["mase"] <= np.mean(mase)
+    row = markdown({"a10": entry | {"combination": c}}).splitlines()[2]
+    best = int(np.argmin(mase))
+    label = {"auto_ets": "AutoETS", "auto_arima": "AutoARIMA"}[c["members"][best]]
+    expected = c["model_and_classical"]["mase"] / mase[best]
+    assert row.startswith(f"| a10 | {label} {mase[best]:.3f} | {c['classical_mean']['mase']:.3f} |")
+    assert row.endswith(
+        f"| {expected:.2f}x | {c['model_and_classical']['mase'] / c['classical_mean']['mase']:.2f}x |"
+    )
+    # Without the network's forecasts (an older JSON) there is nothing to combine.
+    assert combinations(s, {"classical": classical, "model": {}}) is None
