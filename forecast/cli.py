@@ -332,6 +332,8 @@ def _tune(args: argparse.Namespace) -> int:
         f"Tuned over {len(result.trials)} trials, run {result.run_id}: best mean MASE "
         f"{result.best_value:.4f} on backtest folds before the test part."
     )
+    if result.verdict:
+        print(result.verdict)
     print(trial_params_yaml(result), end="")
     print(f"chosen config: {result.output} (train it with: forecast train {result.output})")
     return EXIT_OK

@@ -130,6 +130,33 @@ def ablation_markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def verdict_markdown(results: dict[str, dict]) -> str:
+    """Does tune's pre-test verdict foretell the test period's? The chosen trial's mean fold
+    MASE against the best classical model on the same fold windows (what `forecast tune`
+    reports), beside the model against the best classical model on the test period."""
+    head = (
+        "| series | folds: model | folds: best classical | folds: model vs best "
+        "| test: model vs best | same verdict |"
+    )
+    lines = [head, "|" + "---|" * 6]
+    for name, r in results.items():
+        m = r.get("model") or {}
+        folds = m.get("tune_classical")
+        ran = {k: v for k, v in (folds or {}).items() if k in CLASSICAL}
+        if not ran:
+            continue
+        best = min(ran, key=ran.get)
+        before = folds["model"] / ran[best]
+        c = r["classical"]
+        test = {k: c[k]["metrics"]["mase"] for k in CLASSICAL if "metrics" in c.get(k, {})}
+        after = m["mase_mean"] / min(test.values())
+        lines.append(
+            f"| {name} | {folds['model']:.3f} | {CLASSICAL[best]} {ran[best]:.3f} | "
+            f"{before:.2f}x | {after:.2f}x | {'yes' if (before < 1) == (after < 1) else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__)
     parser.add_argument("--series", action="append", choices=sorted(SUITE), help="repeatable")
@@ -222,6 +249,8 @@ def _write(args: argparse.Namespace, results: dict[str, dict], command: str) -> 
     table = markdown(results, command)
     if any("ablations" in (r.get("model") or {}) for r in results.values()):
         table += "\n\n" + ablation_markdown(results)
+    if any("tune_classical" in (r.get("model") or {}) for r in results.values()):
+        table += "\n\n" + verdict_markdown(results)
     if any("combination" in r for r in results.values()):
         table += "\n\n" + combination.markdown(results)
     if args.markdown:

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from forecast.evaluation.classical import CLASSICAL
+
 from .scoring import QUANTILES, panel, score
 from .series import Series
 
@@ -88,9 +90,13 @@ def series_config(series: Series, csv: Path, fit_end: pd.Timestamp) -> dict[str,
     return config
 
 
-def tuned(config: dict[str, Any], *, trials: int, timeout: float | None, folder: Path) -> dict:
+def tuned(
+    config: dict[str, Any], *, trials: int, timeout: float | None, folder: Path
+) -> tuple[dict, dict[str, float]]:
     """The config `forecast tune` chooses (issue 14 §3), searched on the rows `config`
-    reads (the suite's data section ends before the test period) and nothing later."""
+    reads (the suite's data section ends before the test period) and nothing later, and
+    tune's own pre-test comparison: the chosen trial's mean fold MASE beside seasonal naive
+    and each classical model's on the same fold windows (`forecast.jobs.tune.fold_classical`)."""
     try:
         from forecast.jobs.tune import tune_job
     except ImportError:
@@ -103,6 +109,11 @@ def tuned(config: dict[str, Any], *, trials: int, timeout: float | None, folder:
     # Each search logs to its own store in `folder`: two suite processes sharing the working
     # directory's mlflow.db race in MLflow's table creation (PITFALLS.md).
     config = _merge(config, {"tracking": {"tracking_uri": f"sqlite:///{folder}/mlflow.db"}})
+    # What a user's tune run reports: the chosen trial against the classical models, on its
+    # folds. The suite's own comparison, on the test period, is `classical.run_series`.
+    config = _merge(
+        config, {"evaluation": {"classical": list(CLASSICAL), "classical_timeout": 300}}
+    )
     result = tune_job(
         ForecastConfig.from_dict(config),
         output=folder / "tuned.yaml",
@@ -113,7 +124,9 @@ def tuned(config: dict[str, Any], *, trials: int, timeout: float | None, folder:
     chosen = result.config.to_dict()
     chosen["data"] = config["data"]  # the suite's rows, whatever the tuner wrote
     chosen["tracking"]["tracking_uri"] = None  # the temporary store is gone after the run
-    return chosen
+    chosen["evaluation"]["classical"] = []  # the suite runs them itself, on its own protocol
+    folds = {} if result.classical is None else result.classical["mase"].to_dict()
+    return chosen, {str(k): float(v) for k, v in folds.items()}
 
 
 def run_series(
@@ -148,14 +161,14 @@ def run_series(
         csv = Path(tmp) / f"{series.name}.csv"
         frame.to_csv(csv, index=False)
         config = series_config(series, csv, pd.Timestamp(fit_end))
-        tune_s = 0.0
+        tune_s, pre_test = 0.0, None
         if chosen is not None:  # an earlier run's choice, on the suite's rows
             config = chosen["config"] | {"data": config["data"]}
             tune_s = float(chosen.get("tune_s", 0.0))
         elif tune:
             config["backtest"] = tuning_folds(series, tune_folds)
             start = time.perf_counter()
-            config = tuned(config, trials=trials, timeout=tune_timeout, folder=Path(tmp))
+            config, pre_test = tuned(config, trials=trials, timeout=tune_timeout, folder=Path(tmp))
             tune_s = time.perf_counter() - start
 
         def trained(cfg: dict[str, Any], seed: int) -> tuple[dict[str, float], float, Any]:
@@ -181,6 +194,8 @@ def run_series(
             out["ensemble"] = score(series, values, *median)
         out["median_point"] = median[0].tolist()  # for `combination`: (S * O, H, 1)
         out["config"] = config
+        if pre_test:
+            out["tune_classical"] = pre_test  # model and baselines, mean fold MASE
         if ablate:
             out["ablations"] = {
                 name: {"seeds": list(ablate_seeds)}

@@ -109,6 +109,8 @@ class TrainOutcome:
                 f"model: auto chose it by `forecast tune` (run {self.tuned.run_id}, {n} "
                 f"trial{'s' if n != 1 else ''}, mean pre-test MASE {self.tuned.best_value:.4f}).",
             )
+            if self.tuned.verdict:
+                lines.insert(3, self.tuned.verdict)
         skipped = self.prepared.skipped
         if skipped:
             shown = ", ".join(f"{sid!r} ({n})" for sid, n in list(skipped.items())[:5])

@@ -32,12 +32,17 @@ interval recalibration chosen: each trial's fold models are scored with K of
 `CALIBRATION_WINDOWS` (the median, so MASE, is the same for every K), and the chosen config
 takes the K with the lowest mean pinball loss over the winning trial's folds (ties: the
 smaller K). Recalibration needs ``window.stride: 1``; a config that sets K keeps it.
+
+The winning trial's fold models are then scored against seasonal naive and the config's
+``evaluation.classical`` models on the same fold windows (`fold_classical`), so the tune
+report says, on pre-test rows only, which classical model the chosen network does not beat.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import textwrap
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,8 +59,10 @@ from forecast.config.tuning import SPACE as SPACE  # re-exported: the documented
 from forecast.config.tuning import narrowed
 from forecast.data import Source, check_lookback_season, featurize, load_source, prepare_split
 from forecast.evaluation.baselines import season_from_freq
+from forecast.evaluation.comparison import ALL, compare_classical
 from forecast.evaluation.scoring import score_part
 from forecast.jobs.backtest import fold_splits
+from forecast.jobs.train import classical_verdict
 from forecast.jobs.tune_args import check_arguments
 from forecast.tracking.runs import log_metrics, log_table_csv, resolve_tracking_uri, tracked_run
 from forecast.training.distribute import make_strategy
@@ -97,6 +104,10 @@ class TuneResult:
     best_value: float
     trials: pd.DataFrame  # one row per trial: number, value, state, params, seconds
     output: Path
+    # The chosen trial against seasonal naive and `evaluation.classical` on its folds'
+    # windows (`fold_classical`): model x metric means over the folds; None when off.
+    classical: pd.DataFrame | None = None
+    verdict: str = ""  # those scores in sentences; "" when off
 
 
 def pre_test(config: ForecastConfig) -> PreTest:
@@ -263,6 +274,8 @@ class FoldScores:
 
     objective: list[float]
     intervals: dict[int, list[float]]
+    # (prepared, forecasts) of each fold, kept only when the classical models are compared.
+    scored: tuple[tuple[Any, Any], ...] = ()
 
 
 def calibration_choices(config: ForecastConfig) -> tuple[int, ...]:
@@ -278,14 +291,17 @@ def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> Fold
     `calibration_choices`); every fold ends before the test part."""
     scores: list[float] = []
     intervals: dict[int, list[float]] = {k: [] for k in calibration_choices(config)}
+    scored = []
     for k, split in enumerate(fold_splits(frame, schema, config)):
         seen = pd.Timestamp(split.frame[schema.time_col].max())
         if seen >= cut.first_test:  # the cut makes this impossible; keep it impossible
             raise RuntimeError(f"Fold {k} holds a row at {seen}, inside the test part.")
         prepared = prepare_split(config, cut.source, frame, schema, freq, split)
         fitted = train_model(config, prepared)
-        plain, _ = score_part(fitted.model, prepared, "test", baselines=())
+        plain, forecasts = score_part(fitted.model, prepared, "test", baselines=())
         scores.append(_metric(plain, OBJECTIVE))
+        if config.evaluation.classical:
+            scored.append((prepared, forecasts))
         for windows, values in intervals.items():  # K = 0 is the table just scored
             table = plain
             if windows:
@@ -293,7 +309,37 @@ def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> Fold
                     fitted.model, prepared, "test", baselines=(), calibration=windows
                 )
             values.append(_metric(table, INTERVAL_SCORE))
-    return FoldScores(scores, intervals)
+    return FoldScores(scores, intervals, tuple(scored))
+
+
+def fold_classical(
+    folds: tuple[tuple[Any, Any], ...], config: ForecastConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The chosen trial's fold models against seasonal naive and `evaluation.classical`.
+
+    On each fold the classical models are fitted on that fold's training rows and scored
+    with the model on the same windows of its test span (`compare_classical`, what train
+    and backtest reports use), so the user learns before training on all the data whether
+    the network beats them where it was chosen.
+
+    Returns:
+        ``(tidy scores per fold, model x metric means over the folds, the verdict)``.
+    """
+    tables, skipped, n_windows, step = [], {}, 0, 0
+    for k, (prepared, forecasts) in enumerate(folds):
+        comparison = compare_classical(prepared, "test", forecasts, config.evaluation)
+        tables.append(comparison.table[comparison.table["series"] == ALL].assign(fold=k))
+        skipped |= comparison.skipped
+        n_windows, step = n_windows + comparison.n_windows, comparison.step
+    tidy = pd.concat(tables, ignore_index=True)[["fold", "model", "metric", "value"]]
+    wide = tidy.groupby(["model", "metric"], sort=False)["value"].mean().unstack("metric")
+    where = (
+        f"the {len(folds)} pre-test backtest fold{'s' if len(folds) != 1 else ''} "
+        f"({n_windows} windows with origins every {step} steps, each model fitted on its "
+        "fold's training rows)"
+    )
+    verdict, _ = classical_verdict(wide, where, skipped)
+    return tidy, wide, verdict
 
 
 def _metric(table: pd.DataFrame, name: str) -> float:
@@ -346,6 +392,7 @@ def tune_job(
     lookbacks = _lookbacks(cut, frame, schema)
     chosen_space = search_space(cut, space)
     rows: list[dict[str, Any]] = []
+    leader: dict[str, Any] = {"value": math.inf}  # the best trial so far, with its fold models
     with tracked_run(
         experiment=config.experiment,
         run_name=f"{config.name}-tune",
@@ -384,6 +431,8 @@ def tune_job(
                 | {f"{INTERVAL_SCORE}_k{k}": v for k, v in intervals.items()}
             )
             log.info("trial %d: %s %.4f %s", trial.number, OBJECTIVE, value, trial.params)
+            if backtest.scored and value < leader["value"]:  # keep one trial's folds only
+                leader.update(value=value, number=trial.number, folds=backtest.scored)
             return value
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -405,10 +454,22 @@ def tune_job(
         table = pd.DataFrame(rows)
         log_table_csv(table, "trials.csv")
         log_metrics({f"best_{OBJECTIVE}": float(best.value), "trials": len(study.trials)})
+        wide, verdict = None, ""
+        if leader.get("number") == best.number:  # `evaluation.classical` is not empty
+            tidy, wide, verdict = fold_classical(leader.pop("folds"), config)
+            log_table_csv(tidy, "tune_classical.csv")
+            log_metrics(
+                {
+                    (f"{m}_tune_classical_mase" if m != "model" else "tune_classical_mase"): v
+                    for m, v in wide["mase"].items()
+                }
+            )
+            mlflow.log_text(verdict, "tune_verdict.txt")
+            log.info("%s", verdict)
         mlflow.log_text(chosen.to_yaml(), "chosen.yaml")
-        text = _header(config, best, parent.info.run_id, cut) + chosen.to_yaml()
+        text = _header(config, best, parent.info.run_id, cut, verdict) + chosen.to_yaml()
         atomic_write(out, lambda tmp: tmp.write_text(text))
-        return TuneResult(parent.info.run_id, chosen, float(best.value), table, out)
+        return TuneResult(parent.info.run_id, chosen, float(best.value), table, out, wide, verdict)
 
 
 def _chosen(
@@ -419,14 +480,21 @@ def _chosen(
     return replace(_suggest(fixed, config, cut, lookbacks, space), data=config.data)
 
 
-def _header(config: ForecastConfig, best: Any, run_id: str, cut: PreTest) -> str:
+def _header(config: ForecastConfig, best: Any, run_id: str, cut: PreTest, verdict: str = "") -> str:
     lines = [
         f"# Chosen by `forecast tune` (run {run_id}): trial {best.number}, mean {OBJECTIVE} "
         f"{best.value:.4f} over the backtest folds before {cut.first_test}.",
         *_calibration_line(best),
+        *("# " + line for line in _wrap(verdict)),
         "# Train it with: forecast train <this file>",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str) -> list[str]:
+    """`text` over lines of at most 86 characters, broken at spaces only (it reads back
+    joined with one space)."""
+    return textwrap.wrap(text, 86, break_on_hyphens=False, break_long_words=False)
 
 
 def _calibration_line(best: Any) -> list[str]:

@@ -184,3 +184,29 @@ def test_the_combinations_average_the_forecasts_the_suite_scored():
     )
     # Without the network's forecasts (an older JSON) there is nothing to combine.
     assert combinations(s, {"classical": classical, "model": {}}) is None
+
+
+def test_the_pre_test_verdict_is_set_beside_the_test_verdict():
+    from benchmarks.accuracy.__main__ import verdict_markdown
+
+    def entry(folds, test_model, test_classical):
+        classical = {k: {"metrics": {"mase": v}} for k, v in test_classical.items()}
+        classical["mstl"] = {"note": "did not finish within the time budget of 1 s"}
+        return {"classical": classical, "model": {"tune_classical": folds, "mase_mean": test_model}}
+
+    results = {
+        # Loses to AutoTheta on the folds (1.10 / 1.00) and on the test period (1.2 / 0.8).
+        "a10": entry(
+            {"model": 1.10, "seasonal_naive": 1.5, "auto_ets": 1.05, "auto_theta": 1.0},
+            1.2,
+            {"auto_ets": 0.9, "auto_theta": 0.8},
+        ),
+        # Wins on the folds (0.9 / 1.0), loses on the test period (1.0 / 0.5).
+        "h02": entry({"model": 0.9, "auto_ets": 1.0}, 1.0, {"auto_ets": 0.5}),
+        "gas": {"classical": {}, "model": {"mase_mean": 1.0}},  # tuned without classical
+    }
+    rows = verdict_markdown(results).splitlines()[2:]
+    assert rows == [
+        f"| a10 | 1.100 | AutoTheta 1.000 | {1.10 / 1.0:.2f}x | {1.2 / 0.8:.2f}x | yes |",
+        f"| h02 | 0.900 | AutoETS 1.000 | {0.9 / 1.0:.2f}x | {1.0 / 0.5:.2f}x | no |",
+    ]

@@ -53,6 +53,8 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     raw = _config(_csv(tmp_path / "d0.csv"))
     raw["model"] = {"quantiles": [0.1, 0.5, 0.9]}  # tune also chooses its recalibration
     raw["backtest"] |= {"test_steps": 12, "step": 12}
+    # The chosen trial is compared with these on its folds; every window (step 1).
+    raw["evaluation"] |= {"classical": ["auto_ets", "auto_theta"], "classical_step": 1}
     config = ForecastConfig.from_dict(raw)
     cut = pre_test(config)
     assert pd.to_datetime(cut.source.frame["timestamp"]).max() < cut.first_test
@@ -104,6 +106,28 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     k = min(CALIBRATION_WINDOWS, key=lambda w: (scores[f"pinball_mean_k{w}"], w))
     assert chosen.calibration.windows == k
     assert f"# calibration.windows: {k}, the lowest mean pinball_mean" in a.output.read_text()
+    # The chosen trial's fold models against seasonal naive and the classical models, on
+    # the same windows: with every window scored, the model's row is the objective.
+    assert list(a.classical.index) == ["model", "seasonal_naive", "auto_ets", "auto_theta"]
+    model = a.classical.loc["model", "mase"]
+    np.testing.assert_allclose(model, a.best_value, rtol=1e-9)
+    n = raw["backtest"]["test_steps"] - raw["window"]["horizon"] + 1  # windows in the fold
+    assert a.verdict.startswith(
+        f"On the 1 pre-test backtest fold ({n} windows with origins every 1"
+    )
+    for name, label in (("auto_ets", "AutoETS"), ("auto_theta", "AutoTheta")):
+        other = a.classical.loc[name, "mase"]
+        said = "beats" if model < other else "does NOT beat"
+        assert f"{said} {label} (MASE {model:.3f} vs {other:.3f})" in a.verdict
+    header = " ".join(
+        line[2:] for line in a.output.read_text().splitlines() if line.startswith("# ")
+    )
+    assert a.verdict in header  # the chosen YAML says it too, wrapped over comment lines
+    parent = mlflow.get_run(a.run_id).data
+    assert parent.metrics["tune_classical_mase"] == pytest.approx(model, rel=1e-12)
+    assert parent.metrics["auto_ets_tune_classical_mase"] == a.classical.loc["auto_ets", "mase"]
+    assert mlflow.artifacts.load_text(f"runs:/{a.run_id}/tune_verdict.txt") == a.verdict
+    assert b.classical is None and b.verdict == ""  # `evaluation.classical: []`: none run
     # `model: auto` trained the tune job's choice and logged it to the train run.
     chosen_b = outcome.config
     assert not chosen_b.auto and chosen_b == b.config and chosen_b.model == chosen.model
