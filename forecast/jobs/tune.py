@@ -313,14 +313,18 @@ def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> Fold
 
 
 def fold_classical(
-    folds: tuple[tuple[Any, Any], ...], config: ForecastConfig
+    folds: tuple[tuple[Any, Any], ...], config: ForecastConfig, *, trials: int = 1
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The chosen trial's fold models against seasonal naive and `evaluation.classical`.
 
     On each fold the classical models are fitted on that fold's training rows and scored
     with the model on the same windows of its test span (`compare_classical`, what train
     and backtest reports use), so the user learns before training on all the data whether
-    the network beats them where it was chosen.
+    the network beats them where it was chosen. The folds also chose the model among
+    `trials` finished trials, which flatters its score there and not the classical
+    models': with more than one, the verdict says so. In the accuracy suite a loss on the
+    folds was a loss on the test period every time, a win on the folds was not
+    (benchmarks/RESULTS.md, "tune's pre-test verdict").
 
     Returns:
         ``(tidy scores per fold, model x metric means over the folds, the verdict)``.
@@ -339,7 +343,18 @@ def fold_classical(
         "fold's training rows)"
     )
     verdict, _ = classical_verdict(wide, where, skipped)
-    return tidy, wide, verdict
+    return tidy, wide, verdict + selection_caveat(trials)
+
+
+def selection_caveat(trials: int) -> str:
+    """What the fold verdict cannot say when the same folds chose among `trials` trials."""
+    if trials <= 1:
+        return ""
+    return (
+        f" Those folds also chose the model among {trials} trials, so its score there is "
+        "optimistic: a loss there is a loss, a win is not a promise (the test part of "
+        "`forecast train` is the check no choice looked at)."
+    )
 
 
 def _metric(table: pd.DataFrame, name: str) -> float:
@@ -456,7 +471,7 @@ def tune_job(
         log_metrics({f"best_{OBJECTIVE}": float(best.value), "trials": len(study.trials)})
         wide, verdict = None, ""
         if leader.get("number") == best.number:  # `evaluation.classical` is not empty
-            tidy, wide, verdict = fold_classical(leader.pop("folds"), config)
+            tidy, wide, verdict = fold_classical(leader.pop("folds"), config, trials=len(finite))
             log_table_csv(tidy, "tune_classical.csv")
             log_metrics(
                 {

@@ -20,6 +20,7 @@ from forecast.jobs.tune import (
     STARTING_POINTS,
     pre_test,
     search_space,
+    selection_caveat,
     tune_job,
 )
 from pipelines import datasets
@@ -123,6 +124,7 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
         line[2:] for line in a.output.read_text().splitlines() if line.startswith("# ")
     )
     assert a.verdict in header  # the chosen YAML says it too, wrapped over comment lines
+    assert "optimistic" not in a.verdict  # one trial: the folds chose nothing
     parent = mlflow.get_run(a.run_id).data
     assert parent.metrics["tune_classical_mase"] == pytest.approx(model, rel=1e-12)
     assert parent.metrics["auto_ets_tune_classical_mase"] == a.classical.loc["auto_ets", "mase"]
@@ -236,3 +238,10 @@ def test_only_an_unset_recalibration_of_a_quantile_head_is_chosen(tmp_path):
     assert calibration_choices(fixed) == ()  # the config's own K is kept
     assert chosen_calibration({0: 0.3, 60: 0.2, 120: 0.2, 250: 0.25}) == 60  # ties: smaller K
     assert chosen_calibration({}) == 0
+
+
+def test_a_fold_verdict_after_a_search_says_the_folds_flatter_the_model():
+    assert selection_caveat(1) == ""  # nothing was chosen on the folds
+    caveat = selection_caveat(8)
+    assert caveat.startswith(" Those folds also chose the model among 8 trials, so its score")
+    assert "a loss there is a loss, a win is not a promise" in caveat
