@@ -51,7 +51,7 @@ class BacktestResult:
         model that did not run in every fold is left out (its windows would differ)."""
         if self.classical is None:
             return None
-        return _classical_means(self.classical).pivot(
+        return classical_means(self.classical).pivot(
             index="model", columns="metric", values="value"
         )
 
@@ -76,7 +76,9 @@ class BacktestResult:
         return "\n".join([*lines, said])
 
 
-def _classical_means(classical: pd.DataFrame) -> pd.DataFrame:
+def classical_means(classical: pd.DataFrame) -> pd.DataFrame:
+    """Mean over folds of each (model, metric) over every series (``series == "all"``),
+    for the models scored on every fold only: a mean over fewer folds is not comparable."""
     overall = classical[classical["series"] == ALL]
     n_folds = classical["fold"].nunique()
     everywhere = overall.groupby("model")["fold"].nunique() == n_folds
@@ -189,7 +191,7 @@ def run_backtest(
             classical_table = pd.concat(classical, ignore_index=True)[cols]
             log_table_csv(classical_table, "backtest_classical.csv")
             log_metrics(
-                table_metric_names(_classical_means(classical_table), split="backtest_classical")
+                table_metric_names(classical_means(classical_table), split="backtest_classical")
             )
         return BacktestResult(
             run_id=parent.info.run_id,

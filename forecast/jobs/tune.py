@@ -61,7 +61,7 @@ from forecast.data import Source, check_lookback_season, featurize, load_source,
 from forecast.evaluation.baselines import season_from_freq
 from forecast.evaluation.comparison import ALL, compare_classical
 from forecast.evaluation.scoring import score_part
-from forecast.jobs.backtest import fold_splits
+from forecast.jobs.backtest import classical_means, fold_splits
 from forecast.jobs.train import classical_verdict
 from forecast.jobs.tune_args import check_arguments
 from forecast.tracking.runs import log_metrics, log_table_csv, resolve_tracking_uri, tracked_run
@@ -274,8 +274,9 @@ class FoldScores:
 
     objective: list[float]
     intervals: dict[int, list[float]]
-    # (prepared, forecasts) of each fold, kept only when the classical models are compared.
-    scored: tuple[tuple[Any, Any], ...] = ()
+    # (prepared, {K: forecasts}) of each fold, kept only when the classical models are
+    # compared: K = 0 and each recalibration scored (the chosen one is compared).
+    scored: tuple[tuple[Any, dict[int, Any]], ...] = ()
 
 
 def calibration_choices(config: ForecastConfig) -> tuple[int, ...]:
@@ -300,20 +301,30 @@ def _backtest(config: ForecastConfig, cut: PreTest, frame, schema, freq) -> Fold
         fitted = train_model(config, prepared)
         plain, forecasts = score_part(fitted.model, prepared, "test", baselines=())
         scores.append(_metric(plain, OBJECTIVE))
-        if config.evaluation.classical:
-            scored.append((prepared, forecasts))
+        by_k = {0: forecasts}
         for windows, values in intervals.items():  # K = 0 is the table just scored
             table = plain
             if windows:
-                table, _ = score_part(
+                table, by_k[windows] = score_part(
                     fitted.model, prepared, "test", baselines=(), calibration=windows
                 )
             values.append(_metric(table, INTERVAL_SCORE))
+        if config.evaluation.classical:
+            own = config.calibration.windows  # a K the config sets: its quantiles are those
+            if own and config.model.quantiles:
+                _, by_k[own] = score_part(
+                    fitted.model, prepared, "test", baselines=(), calibration=own
+                )
+            scored.append((prepared, by_k))
     return FoldScores(scores, intervals, tuple(scored))
 
 
 def fold_classical(
-    folds: tuple[tuple[Any, Any], ...], config: ForecastConfig, *, trials: int = 1
+    folds: tuple[tuple[Any, dict[int, Any]], ...],
+    config: ForecastConfig,
+    *,
+    trials: int = 1,
+    calibration: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The chosen trial's fold models against seasonal naive and `evaluation.classical`.
 
@@ -326,17 +337,25 @@ def fold_classical(
     folds was a loss on the test period every time, a win on the folds was not
     (benchmarks/RESULTS.md, "tune's pre-test verdict").
 
+    The model's quantiles are those of the chosen `calibration` K. A classical model that
+    did not run on every fold is left out of the means (as in a backtest report), with
+    the first reason it was skipped.
+
     Returns:
         ``(tidy scores per fold, model x metric means over the folds, the verdict)``.
     """
     tables, skipped, n_windows, step = [], {}, 0, 0
-    for k, (prepared, forecasts) in enumerate(folds):
-        comparison = compare_classical(prepared, "test", forecasts, config.evaluation)
+    for k, (prepared, by_k) in enumerate(folds):
+        comparison = compare_classical(prepared, "test", by_k[calibration], config.evaluation)
         tables.append(comparison.table[comparison.table["series"] == ALL].assign(fold=k))
-        skipped |= comparison.skipped
+        for label, why in comparison.skipped.items():
+            skipped.setdefault(label, f"{why} (fold {k})")
         n_windows, step = n_windows + comparison.n_windows, comparison.step
-    tidy = pd.concat(tables, ignore_index=True)[["fold", "model", "metric", "value"]]
-    wide = tidy.groupby(["model", "metric"], sort=False)["value"].mean().unstack("metric")
+    tidy = pd.concat(tables, ignore_index=True)[["fold", "series", "model", "metric", "value"]]
+    means = classical_means(tidy)
+    order = list(dict.fromkeys(tidy["model"]))  # the model first, then as compared
+    wide = means.pivot(index="model", columns="metric", values="value")
+    wide = wide.loc[[m for m in order if m in wide.index]]
     where = (
         f"the {len(folds)} pre-test backtest fold{'s' if len(folds) != 1 else ''} "
         f"({n_windows} windows with origins every {step} steps, each model fitted on its "
@@ -471,12 +490,18 @@ def tune_job(
         log_metrics({f"best_{OBJECTIVE}": float(best.value), "trials": len(study.trials)})
         wide, verdict = None, ""
         if leader.get("number") == best.number:  # `evaluation.classical` is not empty
-            tidy, wide, verdict = fold_classical(leader.pop("folds"), config, trials=len(finite))
+            tidy, wide, verdict = fold_classical(
+                leader.pop("folds"),
+                config,
+                trials=len(finite),
+                calibration=windows or config.calibration.windows,
+            )
             log_table_csv(tidy, "tune_classical.csv")
-            log_metrics(
+            log_metrics(  # a NaN score (a model that forecast NaN) is in the CSV, not a metric
                 {
                     (f"{m}_tune_classical_mase" if m != "model" else "tune_classical_mase"): v
                     for m, v in wide["mase"].items()
+                    if np.isfinite(v)
                 }
             )
             mlflow.log_text(verdict, "tune_verdict.txt")

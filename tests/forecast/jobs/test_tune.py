@@ -112,6 +112,9 @@ def test_tune_is_seeded_reads_no_test_row_and_writes_a_trainable_config(tmp_path
     assert list(a.classical.index) == ["model", "seasonal_naive", "auto_ets", "auto_theta"]
     model = a.classical.loc["model", "mase"]
     np.testing.assert_allclose(model, a.best_value, rtol=1e-9)
+    # ...and its quantiles are the chosen K's, the intervals the chosen config serves.
+    pinball = a.classical.loc["model", "pinball_mean"]
+    np.testing.assert_allclose(pinball, scores[f"pinball_mean_k{k}"], rtol=1e-9)
     n = raw["backtest"]["test_steps"] - raw["window"]["horizon"] + 1  # windows in the fold
     assert a.verdict.startswith(
         f"On the 1 pre-test backtest fold ({n} windows with origins every 1"
@@ -245,3 +248,15 @@ def test_a_fold_verdict_after_a_search_says_the_folds_flatter_the_model():
     caveat = selection_caveat(8)
     assert caveat.startswith(" Those folds also chose the model among 8 trials, so its score")
     assert "a loss there is a loss, a win is not a promise" in caveat
+
+
+def test_fold_means_leave_out_a_classical_model_that_missed_a_fold():
+    from forecast.jobs.backtest import classical_means
+
+    # MSTL needs two seasons of training rows: skipped on the short first fold only.
+    rows = [(0, "all", "model", "mase", 1.0), (1, "all", "model", "mase", 3.0)]
+    rows += [(0, "all", "auto_ets", "mase", 2.0), (1, "all", "auto_ets", "mase", 2.5)]
+    rows += [(1, "all", "mstl", "mase", 0.5), (0, "DAX", "model", "mase", 9.0)]
+    tidy = pd.DataFrame(rows, columns=["fold", "series", "model", "metric", "value"])
+    means = classical_means(tidy).set_index("model")["value"]
+    assert means.to_dict() == {"auto_ets": 2.25, "model": 2.0}  # per-series rows not mixed in
