@@ -346,7 +346,8 @@ def fold_classical(
     """
     tables, skipped, n_windows, step = [], {}, 0, 0
     for k, (prepared, by_k) in enumerate(folds):
-        comparison = compare_classical(prepared, "test", by_k[calibration], config.evaluation)
+        forecasts = by_k.get(calibration, by_k[0])  # no quantiles: one set, K = 0
+        comparison = compare_classical(prepared, "test", forecasts, config.evaluation)
         tables.append(comparison.table[comparison.table["series"] == ALL].assign(fold=k))
         for label, why in comparison.skipped.items():
             skipped.setdefault(label, f"{why} (fold {k})")
