@@ -156,7 +156,9 @@ def run_series(
     ids, values = panel(series)
     frame = series.frame()
     p = series.protocol
-    fit_end = frame.groupby("series")["timestamp"].nth(p.fit_rows(len(values[0])) - 1).max()
+    # The last row before each series' test period; the series of a panel end together, so
+    # this is one timestamp even when they start apart (us_employment).
+    fit_end = max(g["timestamp"].iloc[p.fit_rows(len(g)) - 1] for _, g in frame.groupby("series"))
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / f"{series.name}.csv"
         frame.to_csv(csv, index=False)
@@ -263,13 +265,15 @@ def _served(forecaster: Any, frame: pd.DataFrame, series: Series, ids: list[str]
     """The served forecaster's forecasts from each origin: (S * O, H, 1), series-major."""
     p = series.protocol
     by_id = {sid: g.reset_index(drop=True) for sid, g in frame.groupby("series", sort=True)}
-    n = len(next(iter(by_id.values())))
-    origins = p.origins(n)
-    point = np.empty((len(ids), len(origins), p.horizon))
-    quant = np.empty((len(ids), len(origins), p.horizon, len(QUANTILES)))
+    # Origins counted from each series' end, where the series of a panel line up.
+    back = [len(by_id[sid]) - 1 - p.origins(len(by_id[sid])) for sid in by_id]
+    if any(len(b) != len(back[0]) or (b != back[0]).any() for b in back):
+        raise ValueError(f"{series.name}: its series do not share the test origins")
+    point = np.empty((len(ids), len(back[0]), p.horizon))
+    quant = np.empty((len(ids), len(back[0]), p.horizon, len(QUANTILES)))
     has_q = False
-    for k, o in enumerate(origins):
-        history = pd.concat([g.iloc[: o + 1] for g in by_id.values()], ignore_index=True)
+    for k, b in enumerate(back[0]):
+        history = pd.concat([g.iloc[: len(g) - b] for g in by_id.values()], ignore_index=True)
         rows = forecaster.predict(history).sort_values(["series", "step"])
         for i, sid in enumerate(ids):
             mine = rows[rows["series"].astype(str) == sid]

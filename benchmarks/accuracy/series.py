@@ -99,6 +99,26 @@ def _visnights() -> pd.DataFrame:
     return raw.melt(id_vars="timestamp", var_name="series", value_name="value")
 
 
+def _us_employment() -> pd.DataFrame:
+    """147 of the 148 monthly US employment series, all ending September 2019; they start
+    between 1939 and 2001 (missing before). Each keeps the months after its last missing
+    one, which drops the one series discontinued in 2017 (no test period), so every series
+    ends on the same month and the test origins agree."""
+    raw = _read("fpp3", "us_employment")
+    raw = raw.assign(timestamp=pd.to_datetime(raw["Month"], format="%Y %b"))
+    raw = raw.sort_values(["Series_ID", "timestamp"])
+    gap = raw["Employed"].isna().astype(int).groupby(raw["Series_ID"]).cumsum()
+    last_gap = gap.groupby(raw["Series_ID"]).transform("max")
+    kept = raw[(gap == last_gap) & raw["Employed"].notna()]
+    return pd.DataFrame(
+        {
+            "series": kept["Series_ID"].astype(str),
+            "timestamp": kept["timestamp"],
+            "value": kept["Employed"].astype("float64"),
+        }
+    )
+
+
 def _sp500() -> pd.DataFrame:
     raw = _read("gt", "sp500")
     frame = raw.assign(timestamp=pd.to_datetime(raw["date"])).sort_values("timestamp")
@@ -146,6 +166,7 @@ SUITE: dict[str, Series] = {
         Series("ausbeer", "fpp2/ausbeer", "QS", 4, QUARTERLY, _ts("fpp2", "ausbeer", "QS")),
         Series("qcement", "fpp2/qcement", "QS", 4, QUARTERLY, _ts("fpp2", "qcement", "QS")),
         Series("visnights", "fpp2/visnights", "QS", 4, Protocol(8, 16, 2), _visnights),
+        Series("us_employment", "fpp3/us_employment", "MS", 12, MONTHLY, _us_employment),
         Series("sunspots", "datasets/sunspots", "MS", 12, Protocol(36, 180, 12), _sunspots),
         Series("sp500", "gt/sp500", "B", 5, Protocol(5, 500, 5), _sp500, kind="returns"),
     )

@@ -210,3 +210,62 @@ def test_the_pre_test_verdict_is_set_beside_the_test_verdict():
         f"| a10 | 1.100 | AutoTheta 1.000 | {1.10 / 1.0:.2f}x | {1.2 / 0.8:.2f}x | yes |",
         f"| h02 | 0.900 | AutoETS 1.000 | {0.9 / 1.0:.2f}x | {1.0 / 0.5:.2f}x | no |",
     ]
+
+
+def test_us_employment_keeps_each_series_from_its_first_month_to_the_shared_last():
+    s = SUITE["us_employment"]
+    frame = s.frame()
+    assert frame["series"].nunique() == 147  # the one discontinued in 2017 has no test period
+    assert not frame["value"].isna().any()
+    ends = frame.groupby("series")["timestamp"].max()
+    assert (ends == pd.Timestamp("2019-09-01")).all()
+    lengths = frame.groupby("series").size()
+    assert lengths.min() == 225 and lengths.max() == 969  # they start between 2001 and 1939
+    steps = frame.groupby("series")["timestamp"].diff().dropna().dt.days
+    assert steps.between(28, 31).all()  # monthly, no gap left inside a series
+
+
+class _LastValue:
+    """A forecaster whose forecast is the last history value of each series: what it returns
+    shows exactly which history `_served` handed it."""
+
+    def __init__(self, horizon: int):
+        self.horizon = horizon
+
+    def predict(self, history: pd.DataFrame) -> pd.DataFrame:
+        last = history.groupby("series")["value"].last()
+        return pd.DataFrame(
+            [
+                {"series": sid, "step": h, "forecast": v}
+                for sid, v in last.items()
+                for h in range(1, self.horizon + 1)
+            ]
+        )
+
+
+def test_served_forecasts_of_a_panel_of_unequal_lengths_start_at_each_origin():
+    from benchmarks.accuracy.model import _served
+    from benchmarks.accuracy.series import Series
+
+    p = Protocol(horizon=3, test=9, step=3)
+    end = pd.Timestamp("2020-12-01")
+    long, short = np.arange(40.0), 100.0 + np.arange(25.0)
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "series": sid,
+                    "timestamp": pd.date_range(end=end, periods=len(y), freq="MS"),
+                    "value": y,
+                }
+            )
+            for sid, y in (("a", long), ("b", short))
+        ],
+        ignore_index=True,
+    )
+    s = Series("panel", "test", "MS", 12, p, lambda: frame)
+    point, quantiles = _served(_LastValue(p.horizon), s.frame(), s, ["a", "b"])
+    assert quantiles is None
+    expected = [y[o] for y in (long, short) for o in p.origins(len(y))]
+    np.testing.assert_array_equal(point[:, 0, 0], expected)  # series-major, origin by origin
+    np.testing.assert_array_equal(truth(s, [long, short])[:, 0, 0], np.array(expected) + 1.0)
