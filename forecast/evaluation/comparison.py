@@ -30,7 +30,10 @@ from pipelines._frames import series_blocks
 from pipelines.errors import ConfigError
 from pipelines.validate import SEGMENT_COL
 
-ALL = "all"  # the `series` value of scores over every series
+ALL = "all"  # the `series` label of scores over every series (their `scope` is OVERALL)
+# The `scope` of a score: over every series, or of one series. A series may be named "all"
+# like the overall label, so tables are filtered by scope, never by that label.
+OVERALL, PER_SERIES = "overall", "series"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class Comparison:
         part: the part scored (``"test"``...).
         step: steps between the origins scored, per series.
         n_windows: windows scored (of every series).
-        table: tidy scores: series (``"all"`` or an id), model, metric, value.
+        table: tidy scores: scope (``"overall"`` or ``"series"``), series (``"all"`` over
+            every series, else the id), model, metric, value.
         runs: each classical model's run (forecasts, time taken, or why it was skipped).
         seasons: the seasons the classical models were given (MSTL's; the first is theirs).
     """
@@ -53,9 +57,14 @@ class Comparison:
     runs: dict[str, ClassicalRun]
     seasons: tuple[int, ...]
 
-    def wide(self, series: str = ALL) -> pd.DataFrame:
-        """Model x metric over every series (or one series)."""
-        sub = self.table[self.table["series"] == series]
+    def wide(self, series: str | None = None) -> pd.DataFrame:
+        """Model x metric over every series (or the series of id `series`)."""
+        t = self.table
+        sub = (
+            t[t["scope"] == OVERALL]
+            if series is None
+            else t[(t["scope"] == PER_SERIES) & (t["series"] == str(series))]
+        )
         out = sub.pivot(index="model", columns="metric", values="value")
         first = ("model", "seasonal_naive", "random_walk", *CLASSICAL)
         order = [m for m in first if m in out.index]
@@ -80,14 +89,15 @@ class Comparison:
         split = f"{prefix}_classical"
         out = {}
         for row in self.table.itertuples(index=False):
-            if row.series != ALL and row.metric != "mase":
+            overall = row.scope == OVERALL
+            if not overall and row.metric != "mase":
                 continue
             name = (
                 f"{split}_{row.metric}"
                 if row.model == "model"
                 else (f"{row.model}_{split}_{row.metric}")
             )
-            if row.series != ALL:
+            if not overall:
                 name += "." + _metric_safe(str(row.series))
             out[name] = float(row.value)
         for name, run in self.runs.items():
@@ -231,11 +241,13 @@ def _assemble(
 
 def _score(y, scale, preds, levels, series, series_ids, prepared) -> pd.DataFrame:
     returns = is_returns(prepared)
-    groups = [(ALL, np.arange(len(y)))]
+    groups = [(OVERALL, ALL, np.arange(len(y)))]
     if len(series_ids) > 1:
-        groups += [(str(series_ids[s]), np.flatnonzero(series == s)) for s in np.unique(series)]
+        groups += [
+            (PER_SERIES, str(series_ids[s]), np.flatnonzero(series == s)) for s in np.unique(series)
+        ]
     rows = []
-    for label, sel in groups:
+    for scope, label, sel in groups:
         for name, (point, q) in preds.items():
             metrics = evaluate(
                 y[sel],
@@ -245,5 +257,5 @@ def _score(y, scale, preds, levels, series, series_ids, prepared) -> pd.DataFram
                 q_pred=None if q is None else q[sel],
                 directional=returns,
             )
-            rows += [(label, name, k, v) for k, v in metrics.items()]
-    return pd.DataFrame(rows, columns=["series", "model", "metric", "value"])
+            rows += [(scope, label, name, k, v) for k, v in metrics.items()]
+    return pd.DataFrame(rows, columns=["scope", "series", "model", "metric", "value"])

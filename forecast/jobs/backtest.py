@@ -12,7 +12,7 @@ import pandas as pd
 
 from forecast.config import ForecastConfig
 from forecast.data import Source, featurize, load_source, prepare_split
-from forecast.evaluation.comparison import ALL, compare_classical
+from forecast.evaluation.comparison import OVERALL, compare_classical
 from forecast.evaluation.scoring import is_returns, score_part
 from forecast.tracking.runs import (
     log_metrics,
@@ -77,9 +77,9 @@ class BacktestResult:
 
 
 def classical_means(classical: pd.DataFrame) -> pd.DataFrame:
-    """Mean over folds of each (model, metric) over every series (``series == "all"``),
+    """Mean over folds of each (model, metric) over every series (``scope == "overall"``),
     for the models scored on every fold only: a mean over fewer folds is not comparable."""
-    overall = classical[classical["series"] == ALL]
+    overall = classical[classical["scope"] == OVERALL]
     n_folds = classical["fold"].nunique()
     everywhere = overall.groupby("model")["fold"].nunique() == n_folds
     kept = overall[overall["model"].isin(everywhere[everywhere].index)]
@@ -187,7 +187,7 @@ def run_backtest(
         log_metrics(table_metric_names(means, split="backtest"))
         classical_table = None
         if classical:
-            cols = ["fold", "origin", "series", "model", "metric", "value"]
+            cols = ["fold", "origin", "scope", "series", "model", "metric", "value"]
             classical_table = pd.concat(classical, ignore_index=True)[cols]
             log_table_csv(classical_table, "backtest_classical.csv")
             log_metrics(

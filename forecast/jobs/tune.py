@@ -59,7 +59,7 @@ from forecast.config.tuning import SPACE as SPACE  # re-exported: the documented
 from forecast.config.tuning import narrowed
 from forecast.data import Source, check_lookback_season, featurize, load_source, prepare_split
 from forecast.evaluation.baselines import season_from_freq
-from forecast.evaluation.comparison import ALL, compare_classical
+from forecast.evaluation.comparison import OVERALL, compare_classical
 from forecast.evaluation.scoring import score_part
 from forecast.jobs.backtest import classical_means, fold_splits
 from forecast.jobs.train import classical_verdict
@@ -348,11 +348,13 @@ def fold_classical(
     for k, (prepared, by_k) in enumerate(folds):
         forecasts = by_k.get(calibration, by_k[0])  # no quantiles: one set, K = 0
         comparison = compare_classical(prepared, "test", forecasts, config.evaluation)
-        tables.append(comparison.table[comparison.table["series"] == ALL].assign(fold=k))
+        tables.append(comparison.table[comparison.table["scope"] == OVERALL].assign(fold=k))
         for label, why in comparison.skipped.items():
             skipped.setdefault(label, f"{why} (fold {k})")
         n_windows, step = n_windows + comparison.n_windows, comparison.step
-    tidy = pd.concat(tables, ignore_index=True)[["fold", "series", "model", "metric", "value"]]
+    tidy = pd.concat(tables, ignore_index=True)[
+        ["fold", "scope", "series", "model", "metric", "value"]
+    ]
     means = classical_means(tidy)
     order = list(dict.fromkeys(tidy["model"]))  # the model first, then as compared
     wide = means.pivot(index="model", columns="metric", values="value")

@@ -153,3 +153,30 @@ def test_quantiles_map_to_central_interval_levels():
     assert quantile_levels([0.1, 0.5, 0.9]) == [80]
     assert quantile_levels([0.05, 0.25, 0.5, 0.75, 0.95]) == [50, 90]
     assert quantile_levels([0.025, 0.975]) == [95]
+
+
+def test_a_series_named_all_keeps_its_own_scores_apart_from_the_overall_ones():
+    config = ForecastConfig.from_dict(
+        CONFIG
+        | {
+            "data": {"dataset": "eustockmarkets", "last_n": 200},
+            "evaluation": {"season": 5, "classical": ["auto_theta"], "classical_step": 3},
+        }
+    )
+    source = load_source(config.data)
+    id_col = source.schema.id_col
+    renamed = source.frame.assign(**{id_col: source.frame[id_col].replace({"DAX": "all"})})
+    prepared = prepare(config, replace(source, frame=renamed))
+    comparison = compare_classical(prepared, "test", _naive_forecasts(prepared), config.evaluation)
+    index = classical_windows(prepared, "test", 3)
+    w = prepared.windows["test"]
+    error = np.abs(prepared.y_true("test")[index] - _naive_forecasts(prepared).point[index])
+    mine = np.asarray(w.series_ids)[w.series[index]] == "all"
+    assert comparison.wide().loc["model", "mae"] == pytest.approx(error.mean(), rel=1e-6)
+    assert comparison.wide("all").loc["model", "mae"] == pytest.approx(error[mine].mean(), rel=1e-6)
+    assert comparison.wide("SMI").shape == comparison.wide().shape
+    metrics = comparison.metrics("test")
+    assert metrics["test_classical_mase"] == pytest.approx(comparison.wide().loc["model", "mase"])
+    assert metrics["test_classical_mase.all"] == pytest.approx(
+        comparison.wide("all").loc["model", "mase"]
+    )

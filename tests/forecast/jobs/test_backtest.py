@@ -221,7 +221,15 @@ def test_fold_and_summary_metrics_are_logged(backtest):
 def test_each_fold_compares_the_model_with_the_classical_baselines(backtest):
     _, result, client, runs, _ = backtest
     classical = result.classical
-    assert list(classical.columns) == ["fold", "origin", "series", "model", "metric", "value"]
+    assert list(classical.columns) == [
+        "fold",
+        "origin",
+        "scope",
+        "series",
+        "model",
+        "metric",
+        "value",
+    ]
     assert set(classical["model"]) == {"model", "seasonal_naive", "auto_theta", "mstl"}
     # Origins every horizon (3 steps) of each 6-step test part: 2 windows per fold.
     per_fold = classical.query("model == 'model' and metric == 'mase'")

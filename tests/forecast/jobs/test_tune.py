@@ -254,9 +254,11 @@ def test_fold_means_leave_out_a_classical_model_that_missed_a_fold():
     from forecast.jobs.backtest import classical_means
 
     # MSTL needs two seasons of training rows: skipped on the short first fold only.
-    rows = [(0, "all", "model", "mase", 1.0), (1, "all", "model", "mase", 3.0)]
-    rows += [(0, "all", "auto_ets", "mase", 2.0), (1, "all", "auto_ets", "mase", 2.5)]
-    rows += [(1, "all", "mstl", "mase", 0.5), (0, "DAX", "model", "mase", 9.0)]
-    tidy = pd.DataFrame(rows, columns=["fold", "series", "model", "metric", "value"])
+    o, s = "overall", "series"
+    rows = [(0, o, "all", "model", "mase", 1.0), (1, o, "all", "model", "mase", 3.0)]
+    rows += [(0, o, "all", "auto_ets", "mase", 2.0), (1, o, "all", "auto_ets", "mase", 2.5)]
+    rows += [(1, o, "all", "mstl", "mase", 0.5), (0, s, "DAX", "model", "mase", 9.0)]
+    rows += [(1, s, "all", "model", "mase", 7.0)]  # a series whose id is "all"
+    tidy = pd.DataFrame(rows, columns=["fold", "scope", "series", "model", "metric", "value"])
     means = classical_means(tidy).set_index("model")["value"]
     assert means.to_dict() == {"auto_ets": 2.25, "model": 2.0}  # per-series rows not mixed in
