@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from forecast.evaluation.classical import CLASSICAL  # noqa: E402
-from pipelines.errors import ConfigError  # noqa: E402
+from pipelines.errors import ConfigError, DataValidationError  # noqa: E402
 from pipelines.sources import atomic_write  # noqa: E402
 
 from . import classical, combination, model  # noqa: E402
@@ -213,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             fitted = classical.run_series(s, timeout=args.timeout)
         entry = {"length": length, "classical": fitted}
+        results[name] = entry
+        _write(args, results, command.strip())  # the classical scores survive a model failure
         if not args.classical_only:
             try:
                 entry["model"] = _model(args, s, seeds, configs.get(name))
-            except ConfigError as exc:  # said before any training; the other series still run
+            except (ConfigError, DataValidationError) as exc:  # the other series still run
                 print(f"{name}: model not run: {exc}", flush=True)
                 entry["model"] = {"refused": str(exc)}
             if mixed := combination.combinations(s, entry):

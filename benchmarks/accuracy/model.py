@@ -26,9 +26,14 @@ def default_config(series: Series) -> dict[str, Any]:
     lookback two seasons (at least two horizons), one LSTM layer, early stopping."""
     p = series.protocol
     lookback = max(2 * series.season, 2 * p.horizon)
+    # The validation part is the last 20% of the panel's time span. When its series start
+    # apart (us_employment: 1939 to 2001) that span is the oldest series', which would
+    # leave the youngest no training rows: hold out 20% of the shortest one's instead.
+    lengths = series.frame().groupby("series").size()
+    validation = 0.2 if lengths.nunique() == 1 else int(0.2 * p.fit_rows(int(lengths.min())))
     return {
         "name": f"accuracy_{series.name}",
-        "split": {"validation": 0.2, "test": p.horizon},
+        "split": {"validation": validation, "test": p.horizon},
         "window": {"lookback": lookback, "horizon": p.horizon},
         "model": {"cell": "lstm", "units": [32]}
         | ({"quantiles": list(QUANTILES)} if series.kind == "returns" else {}),

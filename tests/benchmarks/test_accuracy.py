@@ -269,3 +269,15 @@ def test_served_forecasts_of_a_panel_of_unequal_lengths_start_at_each_origin():
     expected = [y[o] for y in (long, short) for o in p.origins(len(y))]
     np.testing.assert_array_equal(point[:, 0, 0], expected)  # series-major, origin by origin
     np.testing.assert_array_equal(truth(s, [long, short])[:, 0, 0], np.array(expected) + 1.0)
+
+
+def test_a_panel_whose_series_start_apart_holds_out_validation_every_series_can_spare():
+    from benchmarks.accuracy.model import default_config
+
+    assert default_config(SUITE["a10"])["split"]["validation"] == 0.2  # one series: a fraction
+    s = SUITE["us_employment"]
+    youngest = int(s.frame().groupby("series").size().min())  # 225 months, from 2001
+    steps = default_config(s)["split"]["validation"]
+    assert steps == int(0.2 * s.protocol.fit_rows(youngest)) == 37
+    # What is left before it still trains the youngest series on more than a lookback.
+    assert s.protocol.fit_rows(youngest) - steps - s.protocol.horizon > 4 * s.season
