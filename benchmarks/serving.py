@@ -20,9 +20,10 @@ different end; 6,400 rows). Every measured figure and its reference run interlea
   `Forecaster.predict` and the loaded pyfunc's ``predict`` beside them.
 - ``workers``: our model behind 1 and 2 workers of ``mlflow models serve`` and of
   ``forecast serve``, 8 concurrent clients (threads of this process, one `http.client`
-  keep-alive connection each); each worker's CPU, the connections each worker holds and the
-  clients' CPU are printed, and the served forecasts are compared with the in-process ones
-  (`benchmarks/_workers.py`).
+  keep-alive connection each) posting back to back for a timed round (4 s; the answers
+  before its end count); each worker's CPU, the connections each worker holds with the
+  round's requests/s and the clients' CPU are printed, and the served forecasts are
+  compared with the in-process ones (`benchmarks/_workers.py`).
 - ``profile``: where the milliseconds of one request go, by timing the scoring server's own
   steps in process (JSON parsing, MLflow's pyfunc wrapper, our predict and within it the
   coercion, validation and features, and the network, writing the JSON answer); HTTP is the
