@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.accuracy.__main__ import main
+from benchmarks.accuracy.model import default_config
 from benchmarks.accuracy.scoring import scales, seasonal_naive, truth
 from benchmarks.accuracy.series import SUITE, Protocol
 
@@ -281,3 +282,25 @@ def test_a_panel_whose_series_start_apart_holds_out_validation_every_series_can_
     assert steps == int(0.2 * s.protocol.fit_rows(youngest)) == 37
     # What is left before it still trains the youngest series on more than a lookback.
     assert s.protocol.fit_rows(youngest) - steps - s.protocol.horizon > 4 * s.season
+
+
+@pytest.mark.slow
+def test_a_config_the_data_cannot_train_is_reported_not_run_and_the_classical_scores_kept(tmp_path):
+    # An earlier run's config (--configs-from) whose lookback needs more training rows than
+    # a10 has (122 months before its validation and test parts): preparing the data raises
+    # DataValidationError before any training. The suite reports the model "not run" with
+    # that message, keeps the classical scores and exits normally, as for a refused tune.
+    config = default_config(SUITE["a10"])
+    config["window"]["lookback"] = 400
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"a10": {"model": {"config": config}}}))
+    out, raw = tmp_path / "table.md", tmp_path / "scores.json"
+    args = ["--quick", "--series", "a10", "--configs-from", str(earlier)]
+    assert main([*args, "--markdown", str(out), "--json", str(raw)]) == 0
+    scores = json.loads(raw.read_text())
+    refused = scores["a10"]["model"]["refused"]
+    assert refused.startswith("No series has the"), refused
+    assert "Use a later `split.validation` / `split.test` or a shorter lookback." in refused
+    assert np.isfinite(scores["a10"]["classical"]["auto_theta"]["metrics"]["mase"])
+    table = out.read_text()
+    assert "| not run |" in table and f"- a10, model: not run: {refused[:40]}" in table
