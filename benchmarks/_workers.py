@@ -119,16 +119,17 @@ def concurrent(
         t.start()
     with contextlib.suppress(threading.BrokenBarrierError):
         ready.wait(timeout=300)
-    if "end" in window:
+    opened = "end" in window  # else a client failed or they did not connect in time
+    if opened:
         time.sleep(max(0.0, window["end"] - time.perf_counter()))
-    wall = time.perf_counter() - window.get("start", time.perf_counter())
-    used = time.process_time() - window.get("cpu", time.process_time())
-    after = [w.cpu_times() for w in workers]
+        wall = time.perf_counter() - window["start"]
+        used = time.process_time() - window["cpu"]
+        after = [w.cpu_times() for w in workers]
     for t in threads:
         t.join()
     if failures:
         raise RuntimeError(failures[0])
-    if "end" not in window:
+    if not opened:
         raise RuntimeError(f"{clients} clients did not connect to {url} in 300 s")
     busy = [
         (a.user + a.system - b.user - b.system) / wall
