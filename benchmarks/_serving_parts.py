@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import statistics
@@ -18,7 +19,7 @@ import pandas as pd
 
 import forecast.serving.forecaster as forecaster_module
 import forecast.serving.pyfunc as pyfunc_module
-from forecast.serving.http import request_json
+from forecast.serving.http import request_json, served_records, served_rows
 
 SERVING_ENV = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
 # What each cold process runs; each prints its clock at each phase as JSON.
@@ -135,6 +136,43 @@ def profile_section(bench: Any, frames: dict[str, pd.DataFrame], served: Any, qu
         print(
             f"| HTTP, uvicorn and the client (served p50 minus the above) | {' | '.join(cells)} |"
         )
+
+
+def answer_section(bench: Any, frames: dict[str, pd.DataFrame], quick: bool) -> None:
+    """MLflow writing our answer: the frame (timestamps as text) against our row dicts.
+
+    Both are what the served model returned at some point (`served_rows` before session
+    16, `served_records` since); the records' time includes building them. They must be
+    written as the same bytes.
+    """
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    def written(answer: Any) -> str:
+        out = io.StringIO()
+        predictions_to_json(answer, out)
+        return out.getvalue()
+
+    n = 30 if quick else 200
+    print("\n### The answer: MLflow writing our frame or our row dicts (medians, interleaved)\n")
+    print(
+        "| request | forecast rows | frame ms | row dicts ms (incl. building them) | ratio | same bytes |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for name, frame in frames.items():
+        rows = bench.forecaster.predict(frame)
+        same = written(served_rows(rows)) == written(served_records(rows))
+        calls = {
+            "frame": lambda r=rows: written(served_rows(r)),
+            "records": lambda r=rows: written(served_records(r)),
+        }
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(n):
+            for label, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[label].append(time.perf_counter() - start)
+        a, b = (1000 * statistics.median(times[k]) for k in ("frame", "records"))
+        print(f"| {name} | {len(rows)} | {a:.2f} | {b:.2f} | {b / a:.2f}x | {same} |")
 
 
 # `Forecaster.predict`'s steps, each timed where it is looked up when predict runs.

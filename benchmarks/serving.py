@@ -27,7 +27,8 @@ different end; 6,400 rows). Every measured figure and its reference run interlea
 - ``profile``: where the milliseconds of one request go, by timing the scoring server's own
   steps in process (JSON parsing, MLflow's pyfunc wrapper, our predict and within it the
   coercion, validation and features, and the network, writing the JSON answer); HTTP is the
-  served p50 minus their sum.
+  served p50 minus their sum. Beside it, the answer as MLflow writes it from a frame and from the
+  row dicts the served model returns (`forecast.serving.http.served_records`).
 - ``coldstart``: a fresh process that imports the package, loads models:/bench@champion from
   the local store with the package's loader (`forecast.load_model`, which the CLI, Spark and
   the demo use) and answers one one-series request; the same process through
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
             workers.workers_section(bench, frames, args, load)
         if "profile" in sections:
             parts.profile_section(bench, frames, served, quick=args.quick)
+            parts.answer_section(bench, frames, quick=args.quick)
             parts.stages_section(bench, frames, quick=args.quick)
         if "coldstart" in sections:
             parts.coldstart_section(bench, frames["1 series"], repeats=3 if args.quick else 7)

@@ -45,7 +45,7 @@ from forecast.serving.forecaster import (
     TIME_COL,
     Forecaster,
 )
-from forecast.serving.http import served_rows
+from forecast.serving.http import served_records
 from pipelines.errors import ConfigError, DiskFullError, ForecastError, is_disk_full
 from pipelines.sources import read_parquet
 
@@ -105,13 +105,14 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | list[dict[str, Any]]:
         """Forecast rows for the history rows in `model_input` (see `Forecaster.predict`).
 
         The request is first coerced by `forecast.serving.coerce.coerce_request`: text
         timestamps, UTC offsets, integer values and extra columns are accepted. In a scoring
-        server (MLflow's serving environment variable set) the timestamps are returned as
-        the ISO 8601 text it writes (`forecast.serving.http.served_rows`).
+        server (MLflow's serving environment variable set) the rows are returned as the list
+        of row dicts it writes, timestamps as their ISO 8601 text
+        (`forecast.serving.http.served_records`); elsewhere as a frame.
 
         Raises:
             MlflowException: ``INVALID_PARAMETER_VALUE`` (HTTP 400 when served) with the
@@ -121,9 +122,9 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             rows = self._forecaster.predict(coerce_request(model_input, self._layout))
         except ForecastError as exc:
             raise RequestError(str(exc)) from exc
-        # Under a scoring server the rows are written as JSON next: timestamps as the text
-        # it would write for them, the same bytes, written faster (`served_rows`).
-        return served_rows(rows) if _IN_SERVER.get() else rows
+        # Under a scoring server the rows are written as JSON next: the records and the
+        # timestamp text it would make of them, the same bytes, written faster.
+        return served_records(rows) if _IN_SERVER.get() else rows
 
 
 class RequestError(MlflowException):

@@ -1,5 +1,6 @@
-"""`forecast.serving.http.served_rows`: the scoring server writes the same JSON bytes for the
-rows with their timestamps as text as for the rows themselves."""
+"""`forecast.serving.http.served_rows` and `served_records`: the scoring server writes the same
+JSON bytes for the rows with their timestamps as text, and for them as a list of row dicts, as
+for the rows themselves."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlflow.pyfunc.scoring_server import predictions_to_json
 
-from forecast.serving.http import served_rows
+from forecast.serving.http import served_records, served_rows
 
 
 def _written(rows: pd.DataFrame) -> str:
@@ -62,3 +65,36 @@ def test_served_rows_are_written_as_the_same_bytes(times):
 def test_rows_without_timestamps_are_returned_as_they_are():
     rows = _rows(TIMES["daily"]).drop(columns="timestamp")
     assert served_rows(rows) is rows
+
+
+@pytest.mark.parametrize("times", TIMES.values(), ids=TIMES.keys())
+def test_served_records_are_written_as_the_same_bytes(times):
+    rows = _rows(times)
+    records = served_records(rows)
+    assert isinstance(records, list) and len(records) == len(rows)
+    assert _written(records) == _written(rows)
+    assert rows["timestamp"].dtype.kind == "M"  # the caller's frame is left as it was
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    forecasts=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=30),
+    labels=st.lists(st.text(max_size=8), min_size=1, max_size=4),
+    quantiles=st.integers(min_value=0, max_value=3),
+)
+def test_served_records_match_the_frame_for_any_values(forecasts, labels, quantiles):
+    n = len(forecasts)
+    rows = pd.DataFrame(
+        {
+            "series": np.asarray([labels[i % len(labels)] for i in range(n)], dtype=object),
+            "timestamp": pd.date_range("2000-01-03 09:30", periods=n, freq="15min"),
+            "step": np.arange(1, n + 1, dtype=np.int64) * (2**40),
+            "target": np.asarray(["value"] * n, dtype=object),
+            "forecast": np.asarray(forecasts, dtype=np.float64),
+            **{
+                f"p{10 * (j + 1)}": np.asarray(forecasts[::-1], np.float64)
+                for j in range(quantiles)
+            },
+        }
+    )
+    assert _written(served_records(rows)) == _written(rows)

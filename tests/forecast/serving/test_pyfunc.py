@@ -224,12 +224,15 @@ def test_a_utc_offset_is_kept_in_the_served_timestamps(served, elec):
     np.testing.assert_allclose(got["forecast"], want["forecast"], rtol=0, atol=TOL)
 
 
-def test_under_a_scoring_server_the_rows_carry_the_text_it_writes(served, elec, monkeypatch):
+def test_under_a_scoring_server_the_rows_are_the_records_it_writes(served, elec, monkeypatch):
     request = elec_request(end=1250)
     want = elec.predict(request)
     monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")  # set by the server
     got = served["elec"].predict(request)
-    assert list(got["timestamp"]) == [t.isoformat() for t in want["timestamp"]]
+    assert isinstance(got, list) and len(got) == len(want)
+    assert list(got[0]) == list(want.columns)
+    assert [r["timestamp"] for r in got] == [t.isoformat() for t in want["timestamp"]]
+    assert [r["forecast"] for r in got] == want["forecast"].tolist()
     written = [io.StringIO(), io.StringIO()]
     predictions_to_json(got, written[0])
     predictions_to_json(want, written[1])
