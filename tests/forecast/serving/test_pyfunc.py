@@ -4,6 +4,7 @@ process), same forecasts as the in-process `Forecaster`, clear errors for bad pa
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.metadata
 import io
 import json
@@ -26,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import get_model_info
 from mlflow.pyfunc.scoring_server import predictions_to_json
 
+import forecast.serving.pyfunc as pyfunc_module
 from forecast.config import ForecastConfig
 from forecast.data import featurize, prepare
 from forecast.serving.forecaster import Forecaster
@@ -239,6 +241,29 @@ def test_under_a_scoring_server_the_rows_are_the_records_it_writes(served, elec,
     assert written[0].getvalue() == written[1].getvalue()
     monkeypatch.delenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT")
     assert served["elec"].predict(request)["timestamp"].dtype == "datetime64[ns]"
+
+
+@pytest.fixture(autouse=True)
+def _thaw(monkeypatch):
+    """A test that serves under the scoring server's variable freezes this process's objects
+    (`freeze_loaded_objects`); the next test starts thawed."""
+    monkeypatch.setattr(pyfunc_module, "_FROZEN", False)
+    yield
+    gc.unfreeze()
+
+
+def test_the_first_served_request_freezes_the_loaded_objects_and_later_ones_do_not(
+    served, monkeypatch
+):
+    request = elec_request(end=1250)
+    served["elec"].predict(request)  # outside a scoring server: nothing frozen
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
+    served["elec"].predict(request)
+    frozen = gc.get_freeze_count()
+    assert frozen > 10_000  # TensorFlow, Keras, MLflow and the model
+    served["elec"].predict(request)
+    assert gc.get_freeze_count() == frozen and not pyfunc_module.freeze_loaded_objects()
 
 
 def _installed(dist: str) -> str | None:
