@@ -47,6 +47,7 @@ from forecast.serving.forecaster import (
     Forecaster,
 )
 from forecast.serving.http import served_records
+from forecast.serving.threads import under_uvicorn
 from pipelines.errors import ConfigError, DiskFullError, ForecastError, is_disk_full
 from pipelines.sources import read_parquet
 
@@ -98,6 +99,8 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
         forecaster.predict(request)
         self._forecaster = forecaster
         self._layout = request_layout(forecaster)
+        if under_uvicorn():
+            freeze_loaded_objects()
 
     @property
     def forecaster(self) -> Forecaster:
@@ -123,35 +126,26 @@ class ForecasterModel(mlflow.pyfunc.PythonModel):
             rows = self._forecaster.predict(coerce_request(model_input, self._layout))
         except ForecastError as exc:
             raise RequestError(str(exc)) from exc
-        if not _IN_SERVER.get():
-            return rows
-        freeze_loaded_objects()
         # Under a scoring server the rows are written as JSON next: the records and the
         # timestamp text it would make of them, the same bytes, written faster.
-        return served_records(rows)
+        return served_records(rows) if _IN_SERVER.get() else rows
 
 
-def freeze_loaded_objects() -> bool:
-    """Move every object alive now out of the cyclic collector's reach, once per process.
+def freeze_loaded_objects() -> None:
+    """Move every object alive now out of the cyclic collector's reach.
 
     A served model's process holds ~720,000 tracked objects (TensorFlow, Keras, MLflow, the
     model) that live as long as it does; every full collection walks them all, and a
     100-series request allocates enough to set one off now and then: its p99 was 405 ms
     against a p50 of 36 ms in process, 43 ms with the objects frozen (benchmarks/RESULTS.md,
-    "Session 16"). `gc.freeze` is what CPython offers servers for this. It runs at the first
-    request under a scoring server (the server loads the model before it says it serves),
-    never in a notebook's process; a frozen object is still freed when its last reference
-    goes, only cycles among them stay. Returns whether it froze now.
+    "Session 16"). `gc.freeze` after loading is what CPython offers servers for this.
+    `load_context` calls it in a uvicorn server's process only (`under_uvicorn`): not in a
+    notebook, nor where MLflow imitates its server to check an input example at logging
+    (that sets the serving variable too). A frozen object is still freed when its last
+    reference goes; only cycles among them stay.
     """
-    global _FROZEN
-    if _FROZEN:
-        return False
-    _FROZEN = True
+    gc.collect()  # the loading's and the warm-up's garbage is not kept
     gc.freeze()
-    return True
-
-
-_FROZEN = False
 
 
 class RequestError(MlflowException):

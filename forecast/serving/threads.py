@@ -28,12 +28,18 @@ log = logging.getLogger(__name__)
 THREADS_ENV = "FORECAST_TF_THREADS"
 
 
+def under_uvicorn(argv: Sequence[str] | None = None) -> bool:
+    """This process is a uvicorn server's: `uvicorn ...` (mlflow models serve) or
+    `python -m uvicorn ...` (forecast serve), or one of the workers it spawns."""
+    argv = list(sys.argv if argv is None else argv)
+    return bool(argv) and "uvicorn" in (Path(argv[0]).name, Path(argv[0]).parent.name)
+
+
 def server_workers(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
     """The uvicorn worker processes this process is one of (1 when not under uvicorn)."""
     argv = list(sys.argv if argv is None else argv)
     env = os.environ if env is None else env
-    # `uvicorn ...` (mlflow models serve) or `python -m uvicorn ...` (forecast serve)
-    if argv and "uvicorn" in (Path(argv[0]).name, Path(argv[0]).parent.name):
+    if under_uvicorn(argv):
         for i, arg in enumerate(argv):
             if arg == "--workers" and i + 1 < len(argv):
                 return _positive(argv[i + 1], "--workers")

@@ -27,7 +27,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import get_model_info
 from mlflow.pyfunc.scoring_server import predictions_to_json
 
-import forecast.serving.pyfunc as pyfunc_module
 from forecast.config import ForecastConfig
 from forecast.data import featurize, prepare
 from forecast.serving.forecaster import Forecaster
@@ -243,27 +242,21 @@ def test_under_a_scoring_server_the_rows_are_the_records_it_writes(served, elec,
     assert served["elec"].predict(request)["timestamp"].dtype == "datetime64[ns]"
 
 
-@pytest.fixture(autouse=True)
-def _thaw(monkeypatch):
-    """A test that serves under the scoring server's variable freezes this process's objects
-    (`freeze_loaded_objects`); the next test starts thawed."""
-    monkeypatch.setattr(pyfunc_module, "_FROZEN", False)
-    yield
+def test_a_uvicorn_process_freezes_the_loaded_objects_and_others_do_not(store, monkeypatch):
     gc.unfreeze()
-
-
-def test_the_first_served_request_freezes_the_loaded_objects_and_later_ones_do_not(
-    served, monkeypatch
-):
-    request = elec_request(end=1250)
-    served["elec"].predict(request)  # outside a scoring server: nothing frozen
-    assert gc.get_freeze_count() == 0
-    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
-    served["elec"].predict(request)
-    frozen = gc.get_freeze_count()
-    assert frozen > 10_000  # TensorFlow, Keras, MLflow and the model
-    served["elec"].predict(request)
-    assert gc.get_freeze_count() == frozen and not pyfunc_module.freeze_loaded_objects()
+    try:
+        with use_store(store.uri):
+            mlflow.pyfunc.load_model("models:/elec@champion")  # a notebook, a batch job
+            assert gc.get_freeze_count() == 0
+            # MLflow imitating its server (the input-example check at logging) is not one.
+            monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
+            mlflow.pyfunc.load_model("models:/elec@champion").predict(elec_request(end=1250))
+            assert gc.get_freeze_count() == 0
+            monkeypatch.setattr(sys, "argv", ["/venv/bin/uvicorn", "--workers", "2", "app"])
+            mlflow.pyfunc.load_model("models:/elec@champion")
+            assert gc.get_freeze_count() > 10_000  # TensorFlow, Keras, MLflow and the model
+    finally:
+        gc.unfreeze()
 
 
 def _installed(dist: str) -> str | None:
